@@ -1,0 +1,1 @@
+"""Custom ops: each in its own folder, the kernel beside its reference."""
