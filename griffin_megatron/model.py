@@ -1,0 +1,187 @@
+"""GriffinModel: Hawk or Griffin as a Megatron-Core GPTModel.
+
+Everything GPTModel does is kept: vocab-parallel embedding and output layer (tied), the
+pipeline-stage split of the decoder, the loss, sharded state dicts. On top of it:
+
+- the embedding output is multiplied by sqrt(hidden_size) rounded to bfloat16;
+- logits are soft-capped, cap * tanh(logits / cap), before the loss (elementwise, so it works
+  on vocab-parallel logits);
+- document boundaries (position ids restarting at 0, or Megatron packed sequences) become one
+  `GriffinSequenceParams` that every layer receives, and rotary frequencies come from
+  per-token positions so they restart with each document as HF's do.
+
+The two output transforms are forward hooks on GPTModel's own `embedding` and `output_layer`
+modules: the parameters, their names and their sharding stay exactly GPTModel's.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from megatron.core import parallel_state
+from megatron.core.models.gpt.gpt_model import GPTModel
+from megatron.core.packed_seq_params import PackedSeqParams
+from torch import Tensor
+
+from .config import GriffinConfig
+from .inference_cache import GriffinInferenceCache
+from .layer_specs import get_griffin_block_spec
+from .sequence import GriffinSequenceParams, build_sequence_params, rotary_frequencies
+
+
+def _scale_embeddings_hook(multiplier: float):
+    def hook(module, args, output):
+        return output * multiplier
+
+    return hook
+
+
+def _soft_cap_logits_hook(cap: float):
+    def hook(module, args, output):
+        logits, bias = output
+        capped = cap * torch.tanh(logits.float() / cap)
+        return capped.to(logits.dtype), bias
+
+    return hook
+
+
+class GriffinModel(GPTModel):
+    """Hawk / Griffin language model.
+
+    Args:
+        config: the GriffinConfig.
+        backend: "local" (PyTorch; CPU and GPU) or "te" (Transformer Engine).
+        pre_process / post_process: whether this pipeline stage holds the embedding / the output
+            layer (default: decided from Megatron's parallel state).
+        vp_stage: virtual pipeline stage of this model chunk.
+        parallel_output: keep logits split over tensor-parallel ranks (as GPTModel).
+    """
+
+    def __init__(
+        self,
+        config: GriffinConfig,
+        backend: str = "local",
+        pre_process: Optional[bool] = None,
+        post_process: Optional[bool] = None,
+        vp_stage: Optional[int] = None,
+        parallel_output: bool = True,
+        pg_collection=None,
+    ):
+        if pre_process is None:
+            pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
+        if post_process is None:
+            post_process = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
+        pp_rank = parallel_state.get_pipeline_model_parallel_rank()
+        block_spec = get_griffin_block_spec(config, backend, vp_stage=vp_stage, pp_rank=pp_rank)
+        super().__init__(
+            config=config,
+            transformer_layer_spec=block_spec,
+            vocab_size=config.vocab_size,
+            max_sequence_length=config.seq_length,
+            pre_process=pre_process,
+            post_process=post_process,
+            parallel_output=parallel_output,
+            share_embeddings_and_output_weights=True,
+            position_embedding_type="none",
+            rotary_percent=config.rotary_percent,
+            rotary_base=config.rotary_base,
+            vp_stage=vp_stage,
+            pg_collection=pg_collection,
+        )
+        self.backend = backend
+        self.stage_has_attention = any(
+            getattr(layer.self_attention, "core_attention", None) is not None
+            for layer in self.decoder.layers
+        )
+        if self.pre_process and config.scale_embeddings:
+            self.embedding.register_forward_hook(_scale_embeddings_hook(config.embedding_multiplier))
+        if self.post_process and config.logits_soft_cap is not None:
+            self.output_layer.register_forward_hook(_soft_cap_logits_hook(config.logits_soft_cap))
+
+    def _preprocess(self, input_ids, position_ids, decoder_input=None, inference_context=None,
+                    packed_seq_params=None, padding_mask=None):
+        outputs = list(
+            super()._preprocess(
+                input_ids,
+                position_ids,
+                decoder_input=decoder_input,
+                inference_context=inference_context,
+                packed_seq_params=packed_seq_params,
+                padding_mask=padding_mask,
+            )
+        )
+        if self.stage_has_attention and isinstance(packed_seq_params, GriffinSequenceParams):
+            rotary_dim = int(self.config.kv_channels * self.config.rotary_percent)
+            outputs[1] = rotary_frequencies(
+                packed_seq_params.positions, rotary_dim, self.config.rotary_base
+            )
+        return tuple(outputs)
+
+    def forward(
+        self,
+        input_ids: Optional[Tensor],
+        position_ids: Optional[Tensor] = None,
+        attention_mask: Optional[Tensor] = None,
+        decoder_input: Optional[Tensor] = None,
+        labels: Optional[Tensor] = None,
+        inference_context=None,
+        packed_seq_params: Optional[PackedSeqParams] = None,
+        extra_block_kwargs: Optional[dict] = None,
+        runtime_gather_output: Optional[bool] = None,
+        *,
+        inference_params=None,
+        loss_mask: Optional[Tensor] = None,
+        padding_mask: Optional[Tensor] = None,
+        cache: Optional[GriffinInferenceCache] = None,
+    ) -> Tensor:
+        """input_ids [B, T], position_ids [B, T] (restarting at 0 per document) -> logits
+        [B, T, V(/tp)], or the per-token loss [B, T] when labels are given.
+
+        cache: a GriffinInferenceCache to continue from and update (generation).
+        """
+        if attention_mask is not None:
+            raise ValueError(
+                "GriffinModel takes document boundaries from position_ids (restarting at 0) or "
+                "packed_seq_params, not from a dense attention mask; pass attention_mask=None "
+                "(for Megatron datasets set create_attention_mask=False)."
+            )
+        if inference_context is not None or inference_params is not None:
+            raise ValueError(
+                "GriffinModel does not use Megatron's inference contexts; generate with "
+                "griffin_megatron.generate or pass cache=GriffinInferenceCache(...)."
+            )
+        batch, seq_len, device = self._batch_shape(input_ids, position_ids, decoder_input)
+        seq = build_sequence_params(seq_len, batch, device, position_ids, packed_seq_params, cache)
+        output = super().forward(
+            input_ids,
+            position_ids,
+            None,
+            decoder_input=decoder_input,
+            labels=labels,
+            packed_seq_params=seq,
+            extra_block_kwargs=extra_block_kwargs,
+            runtime_gather_output=runtime_gather_output,
+            loss_mask=loss_mask,
+            padding_mask=padding_mask,
+        )
+        if cache is not None:
+            cache.advance(seq.tokens_since_start)
+        return output
+
+    def _batch_shape(self, input_ids, position_ids, decoder_input):
+        if input_ids is not None:
+            return input_ids.shape[0], input_ids.shape[1], input_ids.device
+        if position_ids is not None:
+            return position_ids.shape[0], position_ids.shape[1], position_ids.device
+        if decoder_input is not None:
+            return decoder_input.shape[1], decoder_input.shape[0], decoder_input.device
+        raise ValueError(
+            "GriffinModel.forward needs input_ids or position_ids (every pipeline stage uses "
+            "them to find document boundaries)."
+        )
+
+    @property
+    def layer_types(self) -> list:
+        """'R' / 'A' of the layers held by this pipeline stage, in order."""
+        return [self.config.layer_type(layer.layer_number - 1) for layer in self.decoder.layers]

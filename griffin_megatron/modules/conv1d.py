@@ -1,0 +1,74 @@
+"""Causal depthwise Conv1D that never reads across a document start.
+
+RecurrentGemma's HF code runs a plain padded nn.Conv1d, so in a packed sequence the first
+(width - 1) tokens of a document still see the end of the previous one. Here a tap s steps back
+only counts when s <= tokens_since_start (the DeepMind reference does the same).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+from megatron.core.transformer.module import MegatronModule
+from torch import Tensor
+
+from ..config import GriffinConfig
+from ..inference_cache import RecurrentLayerState
+from .channel_parallel import channel_sharded_state_dict, partitioned_parameter
+
+CONV_INIT_VARIANCE = 0.01  # RecurrentGemma's w_init_variance_scale for the Conv1D
+
+
+def causal_depthwise_conv1d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    tokens_since_start: Optional[Tensor] = None,
+    initial_taps: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor]:
+    """y_t = bias + sum_k weight[:, k] * x_{t - (K-1) + k}, over taps inside the same document.
+
+    Shapes: x [T, B, C]; weight [C, K] (HF's conv_1d.weight[:, 0, :]); bias [C];
+    tokens_since_start [T, B] (None: no document starts inside the chunk and no history);
+    initial_taps [K-1, B, C], the inputs before the chunk, oldest first (None: zeros).
+    Returns y [T, B, C] and the last K-1 inputs [K-1, B, C] for the next chunk.
+    """
+    T, B, C = x.shape
+    K = weight.shape[1]
+    if initial_taps is None:
+        initial_taps = x.new_zeros(K - 1, B, C)
+    padded = torch.cat([initial_taps.to(x.dtype), x], dim=0)  # [T + K - 1, B, C]
+    y = x * weight[:, K - 1]
+    for shift in range(1, K):
+        tap = padded[K - 1 - shift : K - 1 - shift + T] * weight[:, K - 1 - shift]
+        if tokens_since_start is not None:
+            tap = tap * (tokens_since_start >= shift).unsqueeze(-1).to(x.dtype)
+        y = y + tap
+    return y + bias, padded[T:]
+
+
+class CausalConv1d(MegatronModule):
+    """Per-channel temporal convolution; channels are split across tensor-parallel ranks."""
+
+    def __init__(self, config: GriffinConfig, channels: int, width: int):
+        super().__init__(config=config)
+        self.width = width
+        std = math.sqrt(CONV_INIT_VARIANCE / width)
+        self.weight = partitioned_parameter(
+            config, (channels, width), lambda t: torch.nn.init.normal_(t, 0.0, std)
+        )
+        self.bias = partitioned_parameter(config, (channels,), torch.nn.init.zeros_)
+
+    def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
+        return channel_sharded_state_dict(self, prefix, sharded_offsets, metadata)
+
+    def forward(
+        self,
+        x: Tensor,
+        tokens_since_start: Optional[Tensor] = None,
+        state: Optional[RecurrentLayerState] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        initial_taps = state.conv_taps if state is not None else None
+        return causal_depthwise_conv1d(x, self.weight, self.bias, tokens_since_start, initial_taps)

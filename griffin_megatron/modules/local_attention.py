@@ -1,0 +1,241 @@
+"""Local (sliding-window) multi-query attention for the `local` backend, in plain PyTorch.
+
+A query at position q sees the keys q - W < k <= q of its own document (HF's window meaning:
+W keys, itself included). The cost grows with T x W, never T^2: queries are cut into blocks of
+Bq rows, and each block attends to the Bq + W - 1 keys that can reach it, through one batched
+`scaled_dot_product_attention` call with a boolean mask.
+
+`LocalWindowedAttention` is the core-attention module Megatron's SelfAttention calls after its
+QKV projection and RoPE; it also reads and writes the ring buffer of keys/values used when
+generating (see inference_cache.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from megatron.core.tensor_parallel import ColumnParallelLinear
+from megatron.core.transformer.module import MegatronModule
+from torch import Tensor
+
+from ..config import GriffinConfig
+from ..inference_cache import AttentionLayerState
+from ..sequence import GriffinSequenceParams
+
+MIN_BLOCK = 64
+
+
+class BiasFreeColumnParallelLinear(ColumnParallelLinear):
+    """ColumnParallelLinear that never has a bias.
+
+    RecurrentGemma's q/k/v projections have no bias while its output projection has one;
+    Megatron's SelfAttention derives both from `add_bias_linear`, so the QKV slot of the spec
+    uses this class to drop the bias.
+    """
+
+    def __init__(self, *args, bias: bool = False, **kwargs):
+        super().__init__(*args, bias=False, **kwargs)
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float) -> Tensor:
+    """[N, Hq, Tq, d] x [N, Hk, Tk, d] with a boolean [N, 1, Tq, Tk] mask (True = attend)."""
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
+    )
+
+
+def local_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    window: int,
+    scale: float,
+    tokens_since_start: Optional[Tensor] = None,
+    num_past: int = 0,
+    key_valid: Optional[Tensor] = None,
+    block_size: Optional[int] = None,
+) -> Tensor:
+    """Sliding-window attention over position-contiguous keys.
+
+    Shapes: q [Tq, B, Hq, d]; k, v [Tk, B, Hk, d] with Tk = num_past + Tq, where query i is
+    key num_past + i (the keys before it are earlier tokens, e.g. from a cache).
+    tokens_since_start: [Tq, B], how far back the query's document reaches (None: no limit).
+    key_valid: [Tk] bool, False for key slots that hold nothing (None: all valid).
+    Returns [Tq, B, Hq, d].
+    """
+    Tq, B, Hq, d = q.shape
+    Tk = k.shape[0]
+    P, W = num_past, window
+    assert Tk == P + Tq, (Tk, P, Tq)
+    Bq = block_size or min(Tq, max(W, MIN_BLOCK))
+    qh, kh, vh = (t.permute(1, 2, 0, 3) for t in (q, k, v))  # [B, H, T, d]
+
+    if Tk <= Bq + W - 1:
+        # One block: every query can reach every key, so a dense [Tq, Tk] mask is at most Bq x 2W.
+        rel = (P + torch.arange(Tq, device=q.device)).unsqueeze(1) - torch.arange(Tk, device=q.device)
+        allowed = ((rel >= 0) & (rel < W)).unsqueeze(0)  # [1, Tq, Tk]
+        if tokens_since_start is not None:
+            allowed = allowed & (rel.unsqueeze(0) <= tokens_since_start.t().unsqueeze(-1))
+        if key_valid is not None:
+            allowed = allowed & key_valid.view(1, 1, Tk)
+        out = _sdpa(qh, kh, vh, allowed.unsqueeze(1), scale)  # [B, Hq, Tq, d]
+        return out.permute(2, 0, 1, 3)
+
+    num_blocks = math.ceil(Tq / Bq)
+    Tq_pad = num_blocks * Bq
+    L = Bq + W - 1  # keys that can reach one query block
+    pad_q = Tq_pad - Tq
+    qh = F.pad(qh, (0, 0, 0, pad_q))
+    # Keys padded by W - 1 in front (before position 0) and pad_q behind; block b then reads
+    # padded keys [P + b * Bq, P + b * Bq + L).
+    kh = F.pad(kh, (0, 0, W - 1, pad_q))[:, :, P:]
+    vh = F.pad(vh, (0, 0, W - 1, pad_q))[:, :, P:]
+    k_blocks = kh.unfold(2, L, Bq).permute(0, 2, 1, 4, 3)  # [B, nb, Hk, L, d]
+    v_blocks = vh.unfold(2, L, Bq).permute(0, 2, 1, 4, 3)
+    q_blocks = qh.reshape(B, Hq, num_blocks, Bq, d).transpose(1, 2)  # [B, nb, Hq, Bq, d]
+
+    r = torch.arange(Bq, device=q.device).unsqueeze(1)
+    c = torch.arange(L, device=q.device)
+    rel = r - c + (W - 1)  # query offset minus key offset; the same for every block
+    allowed = ((rel >= 0) & (rel < W)).view(1, 1, Bq, L)
+    block_start = torch.arange(num_blocks, device=q.device) * Bq
+    key_index = P + block_start.view(num_blocks, 1) + c - (W - 1)  # [nb, L] index into k
+    valid = (key_index >= 0) & (key_index < Tk)
+    if key_valid is not None:
+        valid = valid & key_valid[key_index.clamp(0, Tk - 1)]
+    allowed = allowed & valid.view(1, num_blocks, 1, L)
+    if tokens_since_start is not None:
+        since = F.pad(tokens_since_start.t(), (0, pad_q), value=W)  # [B, Tq_pad]
+        allowed = allowed & (rel.view(1, 1, Bq, L) <= since.view(B, num_blocks, Bq, 1))
+    # Padding query rows attend to everything in reach so that no row is empty (no NaN).
+    is_pad_row = (block_start.view(num_blocks, 1) + r.view(1, Bq)) >= Tq  # [nb, Bq]
+    allowed = allowed | is_pad_row.view(1, num_blocks, Bq, 1)
+    allowed = allowed.expand(B, num_blocks, Bq, L)
+
+    out = _sdpa(
+        q_blocks.reshape(B * num_blocks, Hq, Bq, d),
+        k_blocks.reshape(B * num_blocks, -1, L, d),
+        v_blocks.reshape(B * num_blocks, -1, L, d),
+        allowed.reshape(B * num_blocks, 1, Bq, L),
+        scale,
+    )  # [B * nb, Hq, Bq, d]
+    out = out.view(B, num_blocks, Hq, Bq, d).permute(1, 3, 0, 2, 4).reshape(Tq_pad, B, Hq, d)
+    return out[:Tq]
+
+
+def ring_attention_step(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    state: AttentionLayerState,
+    query_position: int,
+    tokens_since_start: Tensor,
+    window: int,
+    scale: float,
+) -> Tensor:
+    """One decode step against the ring buffer, without reordering it.
+
+    Softmax attention does not depend on key order once RoPE is applied, so the ring is used
+    as it lies; each slot's recorded position decides whether it is in the window.
+    q: [1, B, Hq, d]; k, v: [1, B, Hk, d]; tokens_since_start: [1, B]. Returns [1, B, Hq, d].
+    """
+    keys = torch.cat([state.keys, k], dim=0)
+    values = torch.cat([state.values, v], dim=0)
+    positions = torch.cat([state.slot_positions, state.slot_positions.new_tensor([query_position])])
+    rel = query_position - positions  # [S + 1]
+    allowed = (positions >= 0) & (rel >= 0) & (rel < window)
+    allowed = allowed.view(1, -1) & (rel.view(1, -1) <= tokens_since_start.view(-1, 1))  # [B, S+1]
+    qh, kh, vh = (t.permute(1, 2, 0, 3) for t in (q, keys, values))
+    out = _sdpa(qh, kh, vh, allowed.view(q.shape[1], 1, 1, -1), scale)
+    return out.permute(2, 0, 1, 3)
+
+
+def _write_ring(state: AttentionLayerState, k: Tensor, v: Tensor, first_position: int) -> None:
+    slots = state.keys.shape[0]
+    keep = min(slots, k.shape[0])
+    positions = first_position + torch.arange(k.shape[0] - keep, k.shape[0], device=k.device)
+    index = positions % slots
+    state.keys[index] = k[-keep:].to(state.keys.dtype)
+    state.values[index] = v[-keep:].to(state.values.dtype)
+    state.slot_positions[index] = positions.to(state.slot_positions.device)
+
+
+class LocalWindowedAttention(MegatronModule):
+    """Core attention (after QKV projection and RoPE) with a sliding window and documents."""
+
+    def __init__(
+        self,
+        config: GriffinConfig,
+        layer_number: int,
+        attn_mask_type=None,
+        attention_type: str = "self",
+        attention_dropout: Optional[float] = None,
+        softmax_scale: Optional[float] = None,
+        cp_comm_type: Optional[str] = None,
+        pg_collection=None,
+    ):
+        super().__init__(config=config)
+        self.layer_number = layer_number
+        self.window = config.attention_window
+        self.scale = softmax_scale if softmax_scale is not None else config.kv_channels**-0.5
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        attention_mask: Optional[Tensor] = None,
+        attn_mask_type=None,
+        attention_bias: Optional[Tensor] = None,
+        packed_seq_params: Optional[GriffinSequenceParams] = None,
+    ) -> Tensor:
+        """query [T, B, Hq, d], key/value [T, B, Hk, d] -> [T, B, Hq * d]."""
+        seq = packed_seq_params
+        since = seq.tokens_since_start if seq is not None else None
+        cache = seq.cache if seq is not None else None
+        if cache is None or self.window == 1:
+            out = local_attention(query, key, value, window=self.window, scale=self.scale,
+                                  tokens_since_start=since)
+        else:
+            out = self._forward_with_cache(query, key, value, since, cache)
+        T, B = out.shape[:2]
+        return out.reshape(T, B, -1)
+
+    def _forward_with_cache(self, query, key, value, since, cache) -> Tensor:
+        T = query.shape[0]
+        state = cache.layers.get(self.layer_number)
+        if state is None:
+            slots = self.window - 1
+            shape = (slots,) + tuple(key.shape[1:])
+            state = AttentionLayerState(
+                keys=key.new_zeros(shape),
+                values=value.new_zeros(shape),
+                slot_positions=torch.full((slots,), -1, dtype=torch.long, device=key.device),
+            )
+            cache.layers[self.layer_number] = state
+            past_exists = False
+        else:
+            past_exists = bool((state.slot_positions >= 0).any())
+
+        first = cache.seen_tokens
+        if not past_exists:
+            out = local_attention(query, key, value, window=self.window, scale=self.scale,
+                                  tokens_since_start=since)
+        elif T == 1:
+            out = ring_attention_step(query, key, value, state, first, since, self.window, self.scale)
+        else:
+            # Continuation prefill: order the ring by position so keys are contiguous again.
+            order = torch.argsort(state.slot_positions)
+            past_valid = state.slot_positions[order] >= 0
+            keys = torch.cat([state.keys[order].to(key.dtype), key], dim=0)
+            values = torch.cat([state.values[order].to(value.dtype), value], dim=0)
+            key_valid = torch.cat([past_valid, past_valid.new_ones(T)])
+            out = local_attention(query, keys, values, window=self.window, scale=self.scale,
+                                  tokens_since_start=since, num_past=order.numel(),
+                                  key_valid=key_valid)
+        _write_ring(state, key, value, first)
+        return out

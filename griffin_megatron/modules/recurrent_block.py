@@ -1,0 +1,119 @@
+"""Griffin's recurrent block: the temporal-mixing block of Hawk and of two in three Griffin layers.
+
+    y = gelu_tanh(linear_y(x))
+    u = linear_x(x) -> causal depthwise Conv1D -> RG-LRU
+    out = linear_out(u * y)
+
+linear_x and linear_y are one column-parallel GEMM (`linear_in`, output [x; y] per rank, like
+Megatron's GLU fc1), linear_out is row-parallel, and the Conv1D and RG-LRU work per channel on
+whole gate blocks: with tensor parallelism the block needs no communication of its own.
+It sits in TransformerLayer's `self_attention` slot and accepts that slot's arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from megatron.core.transformer.mlp import apply_swiglu_sharded_factory
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.spec_utils import ModuleSpec, build_module
+from megatron.core.utils import init_method_normal
+from torch import Tensor
+
+from ..config import GriffinConfig, gelu_tanh
+from ..inference_cache import RecurrentLayerState
+from ..sequence import GriffinSequenceParams
+
+
+@dataclass
+class RecurrentBlockSubmodules:
+    linear_in: Union[ModuleSpec, type] = None  # column-parallel D -> 2 * lru_width, [x; y]
+    conv: Union[ModuleSpec, type] = None  # causal depthwise Conv1D over the x branch
+    rg_lru: Union[ModuleSpec, type] = None  # the gated linear recurrence
+    linear_out: Union[ModuleSpec, type] = None  # row-parallel lru_width -> D
+
+
+class RecurrentBlock(MegatronModule):
+    def __init__(
+        self,
+        config: GriffinConfig,
+        submodules: RecurrentBlockSubmodules,
+        layer_number: int,
+        **kwargs,
+    ):
+        super().__init__(config=config)
+        self.layer_number = layer_number
+        width = config.lru_width
+        self.linear_in = build_module(
+            submodules.linear_in,
+            config.hidden_size,
+            2 * width,
+            config=config,
+            init_method=config.init_method,
+            gather_output=False,
+            bias=True,
+            skip_bias_add=False,
+            is_expert=False,
+            tp_comm_buffer_name="recurrent_in",
+            stride=2,  # each rank holds [x_r; y_r], so checkpoints reshard like Megatron's GLU fc1
+        )
+        self.conv = build_module(submodules.conv, config=config, channels=width, width=config.conv_width)
+        self.rg_lru = build_module(
+            submodules.rg_lru, config=config, width=width, num_heads=config.rglru_num_heads
+        )
+        # Depth-scaled init of the block output: variance 2 / num_layers over the fan-in.
+        out_std = (2.0 / config.num_layers / width) ** 0.5
+        self.linear_out = build_module(
+            submodules.linear_out,
+            width,
+            config.hidden_size,
+            config=config,
+            init_method=init_method_normal(out_std),
+            bias=True,
+            input_is_parallel=True,
+            skip_bias_add=True,
+            is_expert=False,
+            tp_comm_buffer_name="recurrent_out",
+        )
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Optional[Tensor] = None,
+        packed_seq_params: Optional[GriffinSequenceParams] = None,
+        **unused_attention_kwargs,
+    ):
+        """hidden_states [T(/tp under sequence parallelism), B, D] -> (output, bias)."""
+        xy, _ = self.linear_in(hidden_states)  # [T, B, 2 * W/tp]
+        x, y = xy.chunk(2, dim=-1)
+        y = gelu_tanh(y)
+
+        seq = packed_seq_params
+        reset = seq.reset if seq is not None else None
+        since_start = seq.tokens_since_start if seq is not None else None
+        cache = seq.cache if seq is not None else None
+        state = cache.layers.get(self.layer_number) if cache is not None else None
+
+        x, conv_taps = self.conv(x, since_start, state)
+        x, rglru_state = self.rg_lru(
+            x,
+            reset=reset,
+            initial_state=state.rglru_state if state is not None else None,
+            output_final_state=cache is not None,
+        )
+        if cache is not None:
+            cache.layers[self.layer_number] = RecurrentLayerState(conv_taps, rglru_state)
+        return self.linear_out(x * y)
+
+    def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
+        sharded = {}
+        for name, module in self.named_children():
+            sub = module.sharded_state_dict(f"{prefix}{name}.", sharded_offsets, metadata)
+            if name == "linear_in":
+                singleton = (metadata or {}).get("singleton_local_shards", False)
+                for key in (f"{prefix}{name}.weight", f"{prefix}{name}.bias"):
+                    if key in sub:
+                        sub[key] = apply_swiglu_sharded_factory(sub[key], sharded_offsets, singleton)
+            sharded.update(sub)
+        return sharded

@@ -1,0 +1,77 @@
+"""The RG-LRU layer: block-diagonal gate projections feeding the fused `rglru` op."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+from megatron.core.transformer.module import MegatronModule
+from torch import Tensor
+
+from ..config import GriffinConfig
+from ..ops.rglru import rglru
+from .channel_parallel import channel_sharded_state_dict, partitioned_parameter
+
+
+def _init_decay_param(t: Tensor) -> None:
+    """softplus(param) = -log(a0) with a0 = sqrt(u), u ~ U(0.9^2, 0.999^2), as released."""
+    u = torch.empty_like(t).uniform_(0.9**2 + 1e-8, 0.999**2 + 1e-8)
+    t.copy_(torch.log(torch.expm1(-0.5 * torch.log(u))))
+
+
+class RGLRU(MegatronModule):
+    """Real-Gated Linear Recurrent Unit (De et al. 2024, eq. 1-4).
+
+    Parameter names and layouts match HF RecurrentGemma: `recurrent_param` [W],
+    `{input,recurrent}_gate_weight` [H, bw, bw] applied as x @ W per block, biases [H, bw].
+    Each tensor-parallel rank holds H / tp whole blocks, so the layer needs no communication.
+    """
+
+    def __init__(self, config: GriffinConfig, width: int, num_heads: int):
+        super().__init__(config=config)
+        block = width // num_heads
+        self.block_width = block
+        std = math.sqrt(1.0 / block)
+        normal = lambda t: torch.nn.init.normal_(t, 0.0, std)  # noqa: E731
+        self.recurrent_param = partitioned_parameter(config, (width,), _init_decay_param)
+        self.input_gate_weight = partitioned_parameter(config, (num_heads, block, block), normal)
+        self.input_gate_bias = partitioned_parameter(config, (num_heads, block), torch.nn.init.zeros_)
+        self.recurrent_gate_weight = partitioned_parameter(config, (num_heads, block, block), normal)
+        self.recurrent_gate_bias = partitioned_parameter(
+            config, (num_heads, block), torch.nn.init.zeros_
+        )
+
+    def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
+        return channel_sharded_state_dict(self, prefix, sharded_offsets, metadata)
+
+    def gate_preactivations(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """Both gates' pre-activations with one batched matmul: [T, B, W] -> 2 x [T, B, W]."""
+        T, B, W = x.shape
+        heads, block = self.input_gate_bias.shape
+        per_head = x.reshape(T * B, heads, block).transpose(0, 1)  # [H, TB, bw]
+        weight = torch.cat([self.input_gate_weight, self.recurrent_gate_weight], dim=-1)
+        bias = torch.cat([self.input_gate_bias, self.recurrent_gate_bias], dim=-1).unsqueeze(1)
+        gates = torch.baddbmm(bias.to(x.dtype), per_head, weight.to(x.dtype))  # [H, TB, 2bw]
+        gates = gates.transpose(0, 1).reshape(T, B, heads, 2, block)
+        return gates[:, :, :, 0].reshape(T, B, W), gates[:, :, :, 1].reshape(T, B, W)
+
+    def forward(
+        self,
+        x: Tensor,
+        reset: Optional[Tensor] = None,
+        initial_state: Optional[Tensor] = None,
+        output_final_state: bool = False,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        gate_x, gate_a = self.gate_preactivations(x)
+        return rglru(
+            x,
+            gate_x,
+            gate_a,
+            self.recurrent_param,
+            reset=reset,
+            initial_state=initial_state,
+            output_final_state=output_final_state,
+            backend=self.config.rglru_backend,
+            c=self.config.rglru_c,
+        )

@@ -1,0 +1,98 @@
+"""Transformer Engine building blocks for the `te` backend (imported only when it is chosen).
+
+TE's fused RMSNorm + linear replaces the separate input norms (zero-centred gamma gives the
+(1 + w) gain), and TE's DotProductAttention runs the sliding window (config.window_size).
+Generation still uses the PyTorch ring-buffer attention of local_attention.py.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+try:
+    import transformer_engine  # noqa: F401
+except ImportError as error:  # pragma: no cover - exercised only without TE
+    raise ImportError(
+        "backend='te' needs NVIDIA Transformer Engine, which is not installed; install it on a "
+        "CUDA machine with `pip install 'griffin-megatron[te]'` or use backend='local'."
+    ) from error
+
+from megatron.core.extensions.transformer_engine import (  # noqa: E402
+    TEDotProductAttention,
+    TELayerNormColumnParallelLinear,
+)
+from megatron.core.packed_seq_params import PackedSeqParams  # noqa: E402
+from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
+
+from ..sequence import GriffinSequenceParams  # noqa: E402
+from .local_attention import LocalWindowedAttention  # noqa: E402
+
+
+class BiasFreeTELayerNormColumnParallelLinear(TELayerNormColumnParallelLinear):
+    """Fused RMSNorm + QKV projection without a bias (RecurrentGemma's q/k/v have none)."""
+
+    def __init__(self, *args, bias: bool = False, **kwargs):
+        super().__init__(*args, bias=False, **kwargs)
+
+
+def _document_boundaries(reset: Tensor) -> Tensor:
+    """cu_seqlens over the batch-major token stream of a [T, B] reset mask (row starts too)."""
+    T, B = reset.shape
+    starts = reset.t().clone()
+    starts[:, 0] = True
+    flat = starts.reshape(-1).nonzero().squeeze(1)
+    end = torch.tensor([T * B], device=reset.device, dtype=flat.dtype)
+    return torch.cat([flat, end]).to(torch.int32)
+
+
+class GriffinTEDotProductAttention(TEDotProductAttention):
+    """TE sliding-window attention that also respects document starts inside a batch.
+
+    Without document starts beyond t = 0 it is TE's causal sbhd attention. With them, the
+    [T, B] batch is viewed as one packed stream (batch-major) and TE's THD path runs with
+    cu_seqlens, which also keeps the window inside each document.
+    """
+
+    def __init__(self, config, layer_number, attn_mask_type, attention_type, **kwargs):
+        super().__init__(config, layer_number, AttnMaskType.causal, attention_type, **kwargs)
+        self._generation_attention = LocalWindowedAttention(config, layer_number)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        attention_mask: Optional[Tensor],
+        attn_mask_type=None,
+        attention_bias=None,
+        packed_seq_params: Optional[GriffinSequenceParams] = None,
+    ) -> Tensor:
+        seq = packed_seq_params
+        if seq is not None and seq.cache is not None:
+            return self._generation_attention(query, key, value, None, packed_seq_params=seq)
+        inner_resets = seq is not None and bool(seq.reset[1:].any())
+        if not inner_resets:
+            return super().forward(query, key, value, None, attn_mask_type=AttnMaskType.causal)
+        T, B, H, d = query.shape
+        cu = _document_boundaries(seq.reset)
+        max_len = int((cu[1:] - cu[:-1]).max())
+        packed = PackedSeqParams(
+            qkv_format="thd",
+            cu_seqlens_q=cu,
+            cu_seqlens_kv=cu,
+            max_seqlen_q=max_len,
+            max_seqlen_kv=max_len,
+        )
+        to_stream = lambda t: t.transpose(0, 1).reshape(T * B, t.shape[2], t.shape[3])  # noqa: E731
+        out = super().forward(
+            to_stream(query),
+            to_stream(key),
+            to_stream(value),
+            None,
+            attn_mask_type=AttnMaskType.padding_causal,
+            packed_seq_params=packed,
+        )
+        return out.reshape(B, T, -1).transpose(0, 1).contiguous()

@@ -1,0 +1,139 @@
+"""Document boundaries and positions for one forward pass.
+
+Hawk and Griffin must not let information cross a document start, in three places: the Conv1D
+taps, the RG-LRU state and the attention window. Callers mark documents the way they already do:
+
+- HuggingFace style: `position_ids` [B, T] that restart at 0 where a document starts;
+- Megatron style: `PackedSeqParams(qkv_format="thd", cu_seqlens_q=...)` with B = 1.
+
+`build_sequence_params` turns either into one `GriffinSequenceParams`, which travels to every
+layer through Megatron's own `packed_seq_params` argument (TransformerBlock forwards it to each
+layer's `self_attention`, also under activation recompute). It always reports qkv_format
+"sbhd" to Megatron, so Megatron applies our per-token rotary frequencies itself; the caller's
+packed boundaries stay available in `cu_seqlens_*` for the Transformer Engine attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from megatron.core.packed_seq_params import PackedSeqParams
+from torch import Tensor
+
+from .inference_cache import GriffinInferenceCache
+
+
+@dataclass
+class GriffinSequenceParams(PackedSeqParams):
+    """Per-forward document layout (all tensors sequence-first, [T, B]).
+
+    reset: True where a document starts (RG-LRU state cleared, multiplier 1).
+    tokens_since_start: how many tokens of the same document precede each token, counting
+        tokens already in `cache`; a Conv1D tap or attention key s steps back is visible iff
+        s <= tokens_since_start.
+    positions: rotary positions (HF `position_ids` when given, else restarting per document).
+    packed_format: the caller's qkv_format ("thd" when Megatron packed sequences came in).
+    cache: recurrent and attention state for generation, or None when training.
+    """
+
+    reset: Optional[Tensor] = None
+    tokens_since_start: Optional[Tensor] = None
+    positions: Optional[Tensor] = None
+    packed_format: Optional[str] = None
+    cache: Optional[GriffinInferenceCache] = None
+
+
+def _resets_from_cu_seqlens(cu_seqlens: Tensor, total: int, device) -> Tensor:
+    reset = torch.zeros(total, dtype=torch.bool, device=device)
+    starts = cu_seqlens[:-1].to(device=device, dtype=torch.long)
+    reset[starts[starts < total]] = True
+    return reset
+
+
+def build_sequence_params(
+    seq_len: int,
+    batch: int,
+    device: torch.device,
+    position_ids: Optional[Tensor] = None,
+    packed_seq_params: Optional[PackedSeqParams] = None,
+    cache: Optional[GriffinInferenceCache] = None,
+) -> GriffinSequenceParams:
+    """Derive resets, tokens-since-start and rotary positions for a [T, B] chunk."""
+    T, B = seq_len, batch
+    time_index = torch.arange(T, device=device).unsqueeze(1).expand(T, B)
+
+    packed_format = None
+    cu_fields = {}
+    if isinstance(packed_seq_params, GriffinSequenceParams):
+        return packed_seq_params
+    if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
+        if B != 1:
+            raise ValueError(
+                f"packed sequences (qkv_format='thd') need batch size 1, got {B}; concatenate "
+                "the documents of a micro-batch into one row and describe them with cu_seqlens."
+            )
+        boundaries = packed_seq_params.cu_seqlens_q_padded
+        if boundaries is None:
+            boundaries = packed_seq_params.cu_seqlens_q
+        reset = _resets_from_cu_seqlens(boundaries, T, device).unsqueeze(1)
+        packed_format = "thd"
+        cu_fields = {
+            name: getattr(packed_seq_params, name)
+            for name in (
+                "cu_seqlens_q",
+                "cu_seqlens_kv",
+                "cu_seqlens_q_padded",
+                "cu_seqlens_kv_padded",
+                "max_seqlen_q",
+                "max_seqlen_kv",
+            )
+        }
+    elif position_ids is not None:
+        if position_ids.shape != (B, T):
+            raise ValueError(
+                f"position_ids must be [batch, seq] = [{B}, {T}], got {tuple(position_ids.shape)}."
+            )
+        reset = (position_ids == 0).transpose(0, 1)
+    else:
+        reset = torch.zeros(T, B, dtype=torch.bool, device=device)
+        if cache is None or not cache.has_history:
+            reset[0] = True  # a fresh sequence starts a document
+
+    # Tokens since the document start: distance to the last reset at or before t; with no reset
+    # yet, continue the count carried in the cache (or count from the chunk's first token).
+    if cache is not None and cache.has_history:
+        carried = cache.last_tokens_since_start.to(device).unsqueeze(0) + 1  # [1, B]
+    else:
+        carried = torch.zeros(1, B, dtype=torch.long, device=device)
+    start_marker = torch.where(reset, time_index, torch.full_like(time_index, -1))
+    last_start = torch.cummax(start_marker, dim=0).values  # [T, B], -1 before the first reset
+    tokens_since_start = torch.where(last_start >= 0, time_index - last_start, time_index + carried)
+
+    if position_ids is not None and packed_format is None:
+        positions = position_ids.transpose(0, 1)
+    else:
+        positions = tokens_since_start
+
+    return GriffinSequenceParams(
+        qkv_format="sbhd",
+        reset=reset,
+        tokens_since_start=tokens_since_start,
+        positions=positions,
+        packed_format=packed_format,
+        cache=cache,
+        **cu_fields,
+    )
+
+
+def rotary_frequencies(positions: Tensor, rotary_dim: int, base: float) -> Tensor:
+    """Megatron-layout RoPE angles for per-token positions: [T, B] -> [T, B, 1, rotary_dim].
+
+    Same as HF/Megatron non-interleaved RoPE: angles for channel pairs (i, i + rotary_dim / 2).
+    """
+    inv_freq = 1.0 / (
+        base ** (torch.arange(0, rotary_dim, 2, dtype=torch.float32, device=positions.device) / rotary_dim)
+    )
+    angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq  # [T, B, rotary_dim / 2]
+    return torch.cat([angles, angles], dim=-1).unsqueeze(2)

@@ -1,0 +1,106 @@
+"""Moving full (unsharded) state dicts in and out of a tensor/pipeline-parallel GriffinModel.
+
+Each parameter's Megatron attributes say how it is split: `partition_dim` and `partition_stride`
+(stride 2 for the fused [x; y] and [gate; up] projections, whose halves are split separately).
+Pipeline stages hold global layers [offset, offset + n) under local indices 0..n-1.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from torch import Tensor
+
+_LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.*)$")
+
+
+def _tp():
+    if not parallel_state.model_parallel_is_initialized():
+        return 0, 1, None
+    return (
+        parallel_state.get_tensor_model_parallel_rank(),
+        parallel_state.get_tensor_model_parallel_world_size(),
+        parallel_state.get_tensor_model_parallel_group(),
+    )
+
+
+def _split(full: Tensor, param: Tensor, rank: int, size: int) -> Tensor:
+    if size == 1 or not getattr(param, "tensor_model_parallel", False):
+        return full
+    dim = param.partition_dim
+    stride = getattr(param, "partition_stride", 1)
+    pieces = full.chunk(size * stride, dim=dim)
+    return torch.cat(pieces[rank::size], dim=dim)
+
+
+def _layer_offset(model) -> int:
+    return model.decoder.layers[0].layer_number - 1 if len(model.decoder.layers) else 0
+
+
+def _global_name(name: str, offset: int) -> str:
+    match = _LAYER.match(name)
+    if match is None:
+        return name
+    return f"decoder.layers.{int(match.group(1)) + offset}.{match.group(2)}"
+
+
+def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
+    """Copy a full TP=1 / PP=1 state dict into this rank's shard of `model`."""
+    rank, size, _ = _tp()
+    offset = _layer_offset(model)
+    missing = []
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            key = _global_name(name, offset)
+            if key == "output_layer.weight" and key not in full_state:
+                key = "embedding.word_embeddings.weight"  # tied output layer on the last stage
+            if key not in full_state:
+                missing.append(key)
+                continue
+            shard = _split(full_state[key], param, rank, size)
+            if shard.shape != param.shape:
+                raise ValueError(
+                    f"{key}: checkpoint tensor {tuple(full_state[key].shape)} does not fit "
+                    f"parameter {tuple(param.shape)} at tensor-parallel size {size}; the "
+                    "checkpoint was made for another architecture."
+                )
+            param.copy_(shard.to(param.dtype))
+    if missing:
+        raise ValueError(
+            f"the checkpoint lacks {len(missing)} of the model's tensors (first: {missing[0]}); "
+            "it was made for another architecture."
+        )
+
+
+def _gather(shard: Tensor, param: Tensor, size: int, group) -> Tensor:
+    if size == 1 or not getattr(param, "tensor_model_parallel", False):
+        return shard
+    dim = param.partition_dim
+    stride = getattr(param, "partition_stride", 1)
+    parts = [torch.empty_like(shard) for _ in range(size)]
+    dist.all_gather(parts, shard.contiguous(), group=group)
+    if stride == 1:
+        return torch.cat(parts, dim=dim)
+    per_rank = [p.chunk(stride, dim=dim) for p in parts]
+    return torch.cat([per_rank[r][s] for s in range(stride) for r in range(size)], dim=dim)
+
+
+def gather_full_state_dict(model) -> Dict[str, Tensor]:
+    """The full TP=1 state dict of a pipeline-parallel size 1 model (every TP rank calls this)."""
+    if parallel_state.model_parallel_is_initialized():
+        if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+            raise ValueError(
+                "gathering a full state dict needs pipeline-parallel size 1; save a distributed "
+                "checkpoint and convert it with `griffin-megatron convert mcore-to-hf` instead."
+            )
+    _, size, group = _tp()
+    full = {}
+    for name, param in model.named_parameters():
+        if name == "output_layer.weight":
+            continue
+        full[name] = _gather(param.detach(), param, size, group).cpu()
+    return full
