@@ -84,6 +84,9 @@ class GriffinConfig(TransformerConfig):
     add_bias_linear: bool = True
     hidden_dropout: float = 0.0
     attention_dropout: float = 0.0
+    # Recurrent and attention layers hold different tensors, so distributed checkpoints key
+    # every layer by its global number instead of stacking layers into one tensor per name.
+    hetereogenous_dist_checkpoint: bool = True
 
     def __post_init__(self) -> None:
         self._validate_griffin_fields()

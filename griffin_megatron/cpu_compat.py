@@ -5,6 +5,9 @@ Installed by `griffin_megatron.runtime.ensure_initialized` (and by the training 
 
 - RNG tracker: Megatron's CudaRNGStatesTracker stores CUDA generator states; on a CPU the
   tracked states are CPU generator states instead (same seeds, same fork semantics).
+- `torch.cuda.synchronize()` (checkpoint writer, timers) has nothing to wait for: a no-op.
+- `torch.cuda.current_device()` is used as a tensor device (schedules, checkpoint metadata
+  exchange): it names the CPU.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ def _install_rng_tracker() -> None:
     megatron_random._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
 
 
+def _install_cuda_device_stand_ins() -> None:
+    torch.cuda.synchronize = lambda device=None: None
+    torch.cuda.current_device = lambda: "cpu"
+
+
 def install() -> bool:
     """Install every bridge once; returns True when active (no CUDA)."""
     global _installed
@@ -57,5 +65,6 @@ def install() -> bool:
         return False
     if not _installed:
         _install_rng_tracker()
+        _install_cuda_device_stand_ins()
         _installed = True
     return True
