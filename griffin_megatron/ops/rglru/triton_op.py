@@ -1,0 +1,276 @@
+"""Host side of the fused RG-LRU Triton kernels: launches, autograd, and the public entry.
+
+Layering: kernels (triton_kernels.py) -> `rglru_fwd` / `rglru_bwd` -> `RGLRUTritonFunction`
+-> `rglru_triton`. Inputs are validated by `griffin_megatron.ops.rglru.rglru`; this module adds
+only the checks specific to the kernels (layout, dtype). Saved for backward: the inputs and one
+fp32 state per TILE_T time steps; gates and states inside a tile are recomputed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+import triton
+
+from . import triton_kernels as kernels
+from .reference import RGLRU_C
+from .triton_kernels import TILE_T
+
+logger = logging.getLogger(__name__)
+
+# When set (tests do), every buffer the kernels should fully write starts as NaN, so an element
+# a kernel forgets to write shows up in the outputs instead of passing with stale memory.
+DEBUG_FILL_NAN = False
+
+# The sequential schedule reads the inputs once but has only B * D / BLOCK_D programs; below
+# this many programs per SM the chunked schedule's T / TILE_T-fold parallelism wins. A starting
+# point, not a measurement: `benchmarks/rglru.py --compare-schedules` measures both.
+SEQUENTIAL_MIN_PROGRAMS_PER_SM = 2
+_NOMINAL_BLOCK_D = 64  # the autotuned BLOCK_D is only known at launch, after this choice
+_logged_schedules: set = set()
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _configs(gpu_candidates):
+    # The interpreter runs programs one after another, so autotuning there only costs time.
+    if _interpreting():
+        return [triton.Config({"BLOCK_D": 64})]
+    return [triton.Config({"BLOCK_D": block_d}, num_warps=warps)
+            for block_d, warps in gpu_candidates]
+
+
+# (BLOCK_D, num_warps) candidates, the safe one first. A tile holds TILE_T * BLOCK_D fp32 values
+# per live tensor; more than 16 per thread spills registers on sm_90 (the backward keeps more
+# tensors live: at most 8). tests/ops/test_rglru_triton_compile.py checks them for spills.
+FWD_CANDIDATES = [(32, 4), (32, 8), (64, 8)]
+BWD_CANDIDATES = [(32, 8), (16, 8), (32, 16)]
+_FWD_CONFIGS = _configs(FWD_CANDIDATES)
+_BWD_CONFIGS = _configs(BWD_CANDIDATES)
+# Below this many elements a call takes microseconds: tuning it would cost more than it saves
+# (and compile every candidate).
+_AUTOTUNE_MIN_ELEMENTS = 1 << 22
+
+
+def _first_config_if_small(configs, named_args, **kwargs):
+    size = named_args["T"] * named_args["B"] * named_args["D"]
+    return configs if size >= _AUTOTUNE_MIN_ELEMENTS else configs[:1]
+
+
+def _autotuned(kernel, configs, key):
+    # Keys: shapes that stay fixed through a training run (T bucketed to a power of two); the
+    # autotuner adds the tensor dtypes itself.
+    return triton.autotune(configs, key=key,
+                           prune_configs_by={"early_config_prune": _first_config_if_small})(kernel)
+
+
+_TILE_KEY = ["D", "B", "T_BUCKET"]
+_fwd_summary = _autotuned(kernels.rglru_fwd_summary_kernel, _FWD_CONFIGS, _TILE_KEY)
+_fwd = _autotuned(kernels.rglru_fwd_kernel, _FWD_CONFIGS, _TILE_KEY + ["SEQUENTIAL"])
+_bwd_summary = _autotuned(kernels.rglru_bwd_summary_kernel, _FWD_CONFIGS, _TILE_KEY)
+_bwd = _autotuned(kernels.rglru_bwd_kernel, _BWD_CONFIGS, _TILE_KEY + ["SEQUENTIAL"])
+
+
+def _new(shape, dtype, device) -> torch.Tensor:
+    if DEBUG_FILL_NAN:
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def choose_chunked(B: int, D: int, device: torch.device) -> bool:
+    """The schedule `rglru_triton(chunked=None)` uses; logged once per choice and device type."""
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        chunked = B * triton.cdiv(D, _NOMINAL_BLOCK_D) < SEQUENTIAL_MIN_PROGRAMS_PER_SM * sms
+    else:
+        # The interpreter runs programs one at a time: fewer, longer programs are faster there.
+        chunked = False
+    key = (chunked, device.type)
+    if key not in _logged_schedules:
+        _logged_schedules.add(key)
+        logger.info(
+            "rglru triton: %s schedule on %s (first seen at B=%d, D=%d)",
+            "chunked" if chunked else "sequential", device.type, B, D,
+        )
+    return chunked
+
+
+def _reset_arg(reset: Optional[torch.Tensor], placeholder: torch.Tensor):
+    """The reset flags as bytes (a view: bool is one byte) with their (time, batch) strides."""
+    if reset is None:
+        return placeholder, (0, 0)  # never read: HAS_RESET=False
+    flags = reset.view(torch.uint8)
+    return flags, (flags.stride(0), flags.stride(1))
+
+
+def _tile_maps(num_tiles: int, B: int, D: int, device):
+    """Pass 1 output: one affine map (A, B) per tile and column, fp32 [tiles, B, D] each."""
+    return tuple(_new((num_tiles, B, D), torch.float32, device) for _ in range(2))
+
+
+def _grid(D: int, programs_over_time: int, B: int):
+    return lambda meta: (triton.cdiv(D, meta["BLOCK_D"]), programs_over_time, B)
+
+
+def _chain_maps(map_a, map_b, init, reverse: bool):
+    """Pass 2: chain per-tile maps; returns (value entering each tile, value after all tiles)."""
+    num_tiles, B, D = map_a.shape
+    carries = _new((num_tiles, B, D), torch.float32, map_a.device)
+    final = _new((B, D), torch.float32, map_a.device)
+    # Small and latency-bound (N / BLOCK_N dependent steps): not worth autotuning. BLOCK_N = 8
+    # in the interpreter makes short test sequences cross several row blocks.
+    block_n, block_d = (8, 32) if _interpreting() else (64, 32)
+    kernels.carry_scan_kernel[(triton.cdiv(D, block_d), B)](
+        map_a, map_b, init if init is not None else map_a, carries, final,
+        num_tiles, B, D, HAS_INIT=init is not None, REVERSE=reverse,
+        BLOCK_N=block_n, BLOCK_D=block_d,
+    )
+    return carries, final
+
+
+def rglru_fwd(x, gate_x, gate_a, w, reset, initial_state, chunked: bool):
+    """Returns y [T, B, D] (x's dtype), final state [B, D] fp32, checkpoints [tiles, B, D] fp32."""
+    T, B, D = x.shape
+    num_tiles = triton.cdiv(T, TILE_T)
+    h0 = None if initial_state is None else initial_state.float().contiguous()
+    if T == 0:
+        final = h0.clone() if h0 is not None else x.new_zeros((B, D), dtype=torch.float32)
+        return torch.empty_like(x), final, x.new_empty((0, B, D), dtype=torch.float32)
+    y = _new((T, B, D), x.dtype, x.device)
+    reset_arg, reset_strides = _reset_arg(reset, x)
+    inputs = (x, gate_x, gate_a, w, reset_arg)
+    strides = (*x.stride()[:2], *gate_x.stride()[:2], *gate_a.stride()[:2], *reset_strides)
+    t_bucket = triton.next_power_of_2(T)
+    if chunked:
+        map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
+        _fwd_summary[_grid(D, num_tiles, B)](
+            *inputs, map_a, map_b, T, B, D, *strides, t_bucket,
+            HAS_RESET=reset is not None, TILE=TILE_T,
+        )
+        states, final = _chain_maps(map_a, map_b, h0, reverse=False)
+    else:
+        states = _new((num_tiles, B, D), torch.float32, x.device)
+        final = _new((B, D), torch.float32, x.device)
+    _fwd[_grid(D, num_tiles if chunked else 1, B)](
+        *inputs, h0 if h0 is not None else x, y, states, final,
+        T, B, D, num_tiles, *strides, *y.stride()[:2], t_bucket,
+        HAS_RESET=reset is not None, HAS_H0=h0 is not None, SEQUENTIAL=not chunked, TILE=TILE_T,
+    )
+    return y, final, states
+
+
+def rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y, grad_final, chunked: bool):
+    """Returns dx, dgate_x, dgate_a (input dtypes), dw [D] fp32 and dL/dh0 [B, D] fp32.
+
+    grad_y / grad_final may be None (that output did not reach the loss).
+    """
+    T, B, D = x.shape
+    num_tiles = triton.cdiv(T, TILE_T)
+    dfinal = None if grad_final is None else grad_final.float().contiguous()
+    if T == 0:
+        dh0 = dfinal if dfinal is not None else x.new_zeros((B, D), dtype=torch.float32)
+        empty = torch.empty_like
+        return empty(x), empty(gate_x), empty(gate_a), torch.zeros_like(w), dh0
+    if grad_y is None:
+        grad_y = torch.zeros_like(x)
+    elif grad_y.stride(-1) != 1:
+        # Autograd may hand over an expanded gradient (stride 0); the kernels need unit stride.
+        grad_y = grad_y.contiguous()
+    dx = _new((T, B, D), x.dtype, x.device)
+    dgx = _new((T, B, D), gate_x.dtype, x.device)
+    dga = _new((T, B, D), gate_a.dtype, x.device)
+    reset_arg, reset_strides = _reset_arg(reset, x)
+    t_bucket = triton.next_power_of_2(T)
+    if chunked:
+        map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
+        _bwd_summary[_grid(D, num_tiles, B)](
+            gate_a, grad_y, w, reset_arg, map_a, map_b, T, B, D,
+            *gate_a.stride()[:2], *grad_y.stride()[:2], *reset_strides, t_bucket,
+            HAS_RESET=reset is not None, TILE=TILE_T,
+        )
+        k_in, dh0 = _chain_maps(map_a, map_b, dfinal, reverse=True)
+    else:
+        k_in = states  # unused by the sequential schedule
+        dh0 = _new((B, D), torch.float32, x.device)
+    programs_over_time = num_tiles if chunked else 1
+    dw_partial = _new((programs_over_time, B, D), torch.float32, x.device)
+    _bwd[_grid(D, programs_over_time, B)](
+        x, gate_x, gate_a, w, reset_arg, grad_y, dfinal if dfinal is not None else x, states, k_in,
+        dx, dgx, dga, dw_partial, dh0,
+        T, B, D, num_tiles,
+        *x.stride()[:2], *gate_x.stride()[:2], *gate_a.stride()[:2], *reset_strides,
+        *grad_y.stride()[:2], *dx.stride()[:2], *dgx.stride()[:2], *dga.stride()[:2], t_bucket,
+        HAS_RESET=reset is not None, HAS_DFINAL=dfinal is not None, SEQUENTIAL=not chunked,
+        TILE=TILE_T,
+    )
+    return dx, dgx, dga, dw_partial.sum(dim=(0, 1)), dh0
+
+
+class RGLRUTritonFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, gate_x, gate_a, w, reset, initial_state, chunked):
+        y, final_state, states = rglru_fwd(x, gate_x, gate_a, w, reset, initial_state, chunked)
+        ctx.save_for_backward(x, gate_x, gate_a, w, reset, states)
+        ctx.chunked = chunked
+        ctx.initial_state_dtype = None if initial_state is None else initial_state.dtype
+        ctx.set_materialize_grads(False)
+        return y, final_state
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_final):
+        x, gate_x, gate_a, w, reset, states = ctx.saved_tensors
+        dx, dgx, dga, dw, dh0 = rglru_bwd(
+            x, gate_x, gate_a, w, reset, states, grad_y, grad_final, ctx.chunked
+        )
+        dtype = ctx.initial_state_dtype
+        return dx, dgx, dga, dw, None, None if dtype is None else dh0.to(dtype), None
+
+
+def _check_kernel_inputs(x, gate_x, gate_a) -> None:
+    for name, t in (("x", x), ("gate_x", gate_x), ("gate_a", gate_a)):
+        if t.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(
+                f"rglru(backend='triton'): {name} is {t.dtype}; the kernels take float32, bfloat16 "
+                "or float16. Use backend='torch' or 'reference' for float64."
+            )
+        if t.stride(-1) != 1 and t.shape[-1] > 1:
+            raise ValueError(
+                f"rglru(backend='triton'): {name} must have unit stride in its last (channel) "
+                f"dimension, got strides {tuple(t.stride())}; pass {name}.contiguous()."
+            )
+
+
+def rglru_triton(
+    x: torch.Tensor,
+    gate_x: torch.Tensor,
+    gate_a: torch.Tensor,
+    a_param: torch.Tensor,
+    *,
+    reset: Optional[torch.Tensor] = None,
+    initial_state: Optional[torch.Tensor] = None,
+    c: float = RGLRU_C,
+    chunked: Optional[bool] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fused RG-LRU; same contract as `rglru_torch` (validated by `rglru`).
+
+    Args:
+        x, gate_x, gate_a: [T, B, D], unit stride over D, float32 / bfloat16 / float16.
+        a_param: [D]; reset: bool [T, B] or None; initial_state: [B, D] or None; c: gate constant.
+        chunked: schedule over time (see triton_kernels.py); None chooses by occupancy
+            (`choose_chunked`), True / False force one (tests and benchmarks).
+
+    Returns:
+        (y [T, B, D] in x's dtype, final_state [B, D] float32).
+    """
+    _check_kernel_inputs(x, gate_x, gate_a)
+    if chunked is None:
+        chunked = choose_chunked(x.shape[1], x.shape[2], x.device)
+    # softplus of a [D] parameter: cheap in PyTorch, and autograd carries it back to a_param.
+    w = -c * F.softplus(a_param.float())
+    return RGLRUTritonFunction.apply(x, gate_x, gate_a, w, reset, initial_state, chunked)
