@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..checkpointing import copy_tokenizer_files
 from ..config import GriffinConfig
 from ..state_dict import gather_full_state_dict, load_full_state_dict
 from .hf_mapping import (
@@ -21,15 +22,6 @@ from .hf_mapping import (
     hf_to_megatron,
     megatron_to_hf,
 )
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "tokenizer.model",
-    "special_tokens_map.json",
-    "added_tokens.json",
-)
-
 
 def _read_weights(directory: Path) -> Dict[str, Tensor]:
     from safetensors.torch import load_file
@@ -165,10 +157,7 @@ def to_hf(
         hf_config.save_pretrained(str(tmp))
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_dir is not None:
-            for name in TOKENIZER_FILES:
-                source = Path(tokenizer_dir) / name
-                if source.is_file():
-                    shutil.copy2(source, tmp / name)
+            copy_tokenizer_files(tokenizer_dir, tmp)
         _replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,259 @@
+"""Model checkpoints in Megatron-Core's distributed format (torch_dist), with an architecture record.
+
+Layout of a checkpoint directory:
+    <dir>/griffin_model.json   architecture, backend, format version (this file)
+    <dir>/.metadata, *.distcp, common.pt, metadata.json   written by megatron.core.dist_checkpointing
+
+Every module declares how its tensors are sharded, so a checkpoint saved at one tensor/pipeline
+layout loads at any other. Training runs save Megatron-LM's layout, `<save>/iter_0000100/` plus
+`latest_checkpointed_iteration.txt`; `resolve_checkpoint_dir` accepts either form.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import torch
+import torch.distributed as dist
+from megatron.core import dist_checkpointing
+
+from .config import GriffinConfig
+
+MODEL_RECORD = "griffin_model.json"
+LATEST_FILE = "latest_checkpointed_iteration.txt"
+FORMAT_VERSION = 1
+
+ARCHITECTURE_FIELDS = (
+    "block_pattern",
+    "num_layers",
+    "hidden_size",
+    "ffn_hidden_size",
+    "num_attention_heads",
+    "num_query_groups",
+    "kv_channels",
+    "lru_width",
+    "rglru_num_heads",
+    "conv_width",
+    "attention_window",
+    "rglru_c",
+    "logits_soft_cap",
+    "scale_embeddings",
+    "vocab_size",
+    "seq_length",
+    "rotary_percent",
+    "rotary_base",
+    "layernorm_epsilon",
+)
+
+
+def architecture_dict(config: GriffinConfig) -> dict:
+    """The fields that fix the tensors of a model (not how it is parallelised or run)."""
+    return {name: getattr(config, name) for name in ARCHITECTURE_FIELDS}
+
+
+def model_record(config: GriffinConfig, backend: str, **extra) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "backend": backend,
+        "architecture": architecture_dict(config),
+        "params_dtype": str(config.params_dtype).replace("torch.", ""),
+        **extra,
+    }
+
+
+def read_model_record(directory: Union[str, Path]) -> dict:
+    path = Path(directory) / MODEL_RECORD
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a griffin-megatron checkpoint (no {MODEL_RECORD}); pass a "
+            "directory written by `griffin-megatron train --save` or `convert hf-to-mcore`."
+        )
+    return json.loads(path.read_text())
+
+
+def config_from_record(record: dict, **overrides) -> GriffinConfig:
+    fields = {**record["architecture"], **overrides}
+    return GriffinConfig(**fields)
+
+
+def resolve_checkpoint_dir(path: Union[str, Path]) -> Path:
+    """A save directory with a `latest` pointer resolves to its newest complete iteration."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+    latest = path / LATEST_FILE
+    if latest.is_file():
+        iteration = latest.read_text().strip()
+        resolved = path / f"iter_{int(iteration):07d}"
+        if not resolved.is_dir():
+            raise FileNotFoundError(
+                f"{latest} points at iteration {iteration} but {resolved} is missing."
+            )
+        return resolved
+    return path
+
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+
+def copy_tokenizer_files(source: Union[str, Path], destination: Union[str, Path]) -> int:
+    """Copy the tokenizer files found in `source`; returns how many were copied."""
+    copied = 0
+    for name in TOKENIZER_FILES:
+        path = Path(source) / name
+        if path.is_file():
+            shutil.copy2(path, Path(destination) / name)
+            copied += 1
+    return copied
+
+
+def find_tokenizer_dir(checkpoint_dir: Union[str, Path]) -> Optional[Path]:
+    """The checkpoint directory itself, or the save directory above an iter_* folder."""
+    for candidate in (Path(checkpoint_dir), Path(checkpoint_dir).parent):
+        if any((candidate / name).is_file() for name in TOKENIZER_FILES):
+            return candidate
+    return None
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _broadcast_path(path: Optional[Path]) -> Path:
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return path
+    holder = [str(path) if path is not None else None]
+    dist.broadcast_object_list(holder, src=0)
+    return Path(holder[0])
+
+
+def model_sharded_state_dict(model_chunks: Sequence) -> dict:
+    """One sharded state dict over all model chunks (virtual pipeline chunks get `model{i}.`)."""
+    if len(model_chunks) == 1:
+        return model_chunks[0].sharded_state_dict()
+    state = {}
+    for i, chunk in enumerate(model_chunks):
+        state[f"model{i}"] = chunk.sharded_state_dict()
+    return state
+
+
+def save_model_checkpoint(
+    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]],
+    directory: Union[str, Path],
+    *,
+    backend: str = "local",
+    overwrite: bool = False,
+    extra_record: Optional[dict] = None,
+    tokenizer_dir: Optional[Union[str, Path]] = None,
+) -> Path:
+    """Save the model's weights as a distributed checkpoint (all ranks call this).
+
+    The checkpoint is written into a fresh sibling directory and renamed into place once every
+    rank has finished, so an interrupted save never leaves a half-written `directory`.
+    """
+    chunks = model_chunks if isinstance(model_chunks, (list, tuple)) else [model_chunks]
+    out = Path(directory)
+    if _rank() == 0:
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise FileExistsError(
+                f"{out} already exists and is not empty; choose a new directory or allow "
+                "overwriting (--overwrite)."
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    else:
+        staging = None
+    staging = _broadcast_path(staging)
+    try:
+        dist_checkpointing.save(model_sharded_state_dict(chunks), str(staging))
+        _barrier()
+        if _rank() == 0:
+            record = model_record(chunks[0].config, backend, **(extra_record or {}))
+            (staging / MODEL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+            if tokenizer_dir is not None:
+                copy_tokenizer_files(tokenizer_dir, staging)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(staging, out)
+        _barrier()
+    except BaseException:
+        if _rank() == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def load_model_checkpoint(
+    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]], directory: Union[str, Path]
+) -> None:
+    """Load weights saved at any parallel layout into this layout's model chunks (in place)."""
+    chunks = model_chunks if isinstance(model_chunks, (list, tuple)) else [model_chunks]
+    directory = resolve_checkpoint_dir(directory)
+    record = read_model_record(directory)
+    expected = architecture_dict(chunks[0].config)
+    mismatched = {
+        k: (record["architecture"].get(k), v)
+        for k, v in expected.items()
+        if record["architecture"].get(k) != v
+    }
+    if mismatched:
+        name, (saved, wanted) = next(iter(mismatched.items()))
+        raise ValueError(
+            f"checkpoint {directory} holds another architecture ({name}={saved!r}, the model has "
+            f"{wanted!r}); build the model from the checkpoint's record or pick the matching "
+            "checkpoint."
+        )
+    loaded = dist_checkpointing.load(model_sharded_state_dict(chunks), str(directory))
+    if len(chunks) == 1:
+        chunks[0].load_state_dict(loaded, strict=False)
+    else:
+        for i, chunk in enumerate(chunks):
+            chunk.load_state_dict(loaded[f"model{i}"], strict=False)
+
+
+def build_model_from_checkpoint(
+    directory: Union[str, Path], backend: Optional[str] = None, **config_overrides
+):
+    """A single-chunk GriffinModel for the current parallel state, weights loaded."""
+    from .model import GriffinModel
+    from .runtime import ensure_initialized
+
+    ensure_initialized()
+    directory = resolve_checkpoint_dir(directory)
+    record = read_model_record(directory)
+    backend = backend or record.get("backend", "local")
+    overrides = {"use_cpu_initialization": not torch.cuda.is_available(), **config_overrides}
+    overrides.setdefault("perform_initialization", False)
+    config = config_from_record(record, **overrides)
+    model = GriffinModel(config, backend=backend)
+    load_model_checkpoint(model, directory)
+    return model
+
+
+__all__ = [
+    "MODEL_RECORD",
+    "LATEST_FILE",
+    "architecture_dict",
+    "build_model_from_checkpoint",
+    "config_from_record",
+    "load_model_checkpoint",
+    "read_model_record",
+    "resolve_checkpoint_dir",
+    "save_model_checkpoint",
+]

@@ -1,0 +1,1 @@
+"""The `griffin-megatron` command line: one module per subcommand."""

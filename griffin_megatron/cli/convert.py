@@ -1,0 +1,62 @@
+"""`griffin-megatron convert hf-to-mcore | mcore-to-hf`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="direction", required=True, metavar="DIRECTION")
+    to_mcore = sub.add_parser(
+        "hf-to-mcore", help="HF RecurrentGemma directory -> Megatron distributed checkpoint"
+    )
+    to_mcore.add_argument("--hf-dir", required=True, help="directory written by save_pretrained")
+    to_mcore.add_argument("--out", required=True, help="checkpoint directory to create")
+    to_mcore.add_argument("--dtype", choices=DTYPES, default="fp32", help="parameter dtype")
+    to_mcore.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    to_hf = sub.add_parser("mcore-to-hf", help="Megatron checkpoint -> HF RecurrentGemma directory")
+    to_hf.add_argument("--ckpt", required=True, help="checkpoint or training save directory")
+    to_hf.add_argument("--out", required=True, help="HF directory to create")
+    to_hf.add_argument("--dtype", choices=DTYPES, default=None, help="dtype of the written weights")
+    to_hf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpointing import (
+        build_model_from_checkpoint,
+        find_tokenizer_dir,
+        resolve_checkpoint_dir,
+        save_model_checkpoint,
+    )
+    from ..interop.hf import check_output_directory, from_hf, to_hf
+
+    if args.direction == "hf-to-mcore":
+        check_output_directory(args.out, args.overwrite)
+        model = from_hf(args.hf_dir, params_dtype=DTYPES[args.dtype])
+        out = save_model_checkpoint(
+            model,
+            args.out,
+            backend="local",
+            overwrite=args.overwrite,
+            extra_record={"source": f"hf:{Path(args.hf_dir).resolve()}"},
+            tokenizer_dir=args.hf_dir,
+        )
+        print(f"wrote Megatron distributed checkpoint {out}")
+    else:
+        check_output_directory(args.out, args.overwrite)
+        ckpt = resolve_checkpoint_dir(args.ckpt)
+        model = build_model_from_checkpoint(ckpt, backend="local")
+        out = to_hf(
+            model,
+            args.out,
+            dtype=DTYPES[args.dtype] if args.dtype else None,
+            tokenizer_dir=find_tokenizer_dir(ckpt),
+            overwrite=args.overwrite,
+        )
+        print(f"wrote HF RecurrentGemma directory {out}")
+    return 0

@@ -1,0 +1,62 @@
+"""`griffin-megatron <command>`: dispatch to one module per subcommand.
+
+User errors (bad arguments, missing files, impossible layouts) print one sentence on stderr and
+exit with status 2; set GRIFFIN_MEGATRON_DEBUG=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import warnings
+
+# subcommand -> module under griffin_megatron.cli providing add_arguments(parser) and run(args)
+COMMANDS = {
+    "convert": ("convert", "convert checkpoints between HuggingFace and Megatron formats"),
+    "info": ("info", "print a model's architecture and parameter counts"),
+}
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="griffin-megatron",
+        description="Hawk and Griffin (De et al. 2024) on Megatron-Core.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"griffin_megatron.cli.{module_name}")
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def _quiet_third_party_warnings() -> None:
+    # Megatron-Core warns on import about optional fused kernels (Apex, TE) that a CPU run
+    # does not need; the CLI keeps its output for the user's own results.
+    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
+    warnings.filterwarnings("ignore", message="Apex is not installed.*")
+    warnings.filterwarnings("ignore", message="full scope is deprecated.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv=None) -> int:
+    _quiet_third_party_warnings()
+    args = build_parser().parse_args(argv)
+    try:
+        result = args._run(args)
+    except USER_ERRORS as error:
+        if os.environ.get("GRIFFIN_MEGATRON_DEBUG") == "1":
+            raise
+        message = error.args[0] if error.args else str(error)
+        print(f"griffin-megatron {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
