@@ -16,6 +16,8 @@ import warnings
 COMMANDS = {
     "convert": ("convert", "convert checkpoints between HuggingFace and Megatron formats"),
     "info": ("info", "print a model's architecture and parameter counts"),
+    "preprocess": ("preprocess", "tokenize raw text into a Megatron indexed dataset"),
+    "train": ("train", "pretrain Hawk / Griffin (no data arguments: a tiny demo run)"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)

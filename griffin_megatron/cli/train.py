@@ -1,0 +1,51 @@
+"""`griffin-megatron train`: pretrain Hawk / Griffin with Megatron-Core.
+
+One process:          griffin-megatron train --data-path data/corpus --train-iters 1000 ...
+Several (CPU or GPU): torchrun --nproc-per-node 8 -m griffin_megatron train ...
+No --data-path:       a tiny Griffin on the Python standard library's sources (a few minutes
+                      on a laptop), ending with the commands to generate from it and export it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from ..training.arguments import add_training_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_training_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import runtime
+    from ..training.arguments import finalize_arguments
+    from ..training.loop import pretrain
+
+    default_run = finalize_arguments(args)
+    try:
+        result = pretrain(args)
+        if result.is_reporter:
+            _report(args, result, default_run)
+    finally:
+        runtime.destroy()
+    return 0
+
+
+def _report(args, result, default_run: bool) -> None:
+    if result.first_validation_loss is not None:
+        print(f"validation loss: first {result.first_validation_loss:.4f}, last "
+              f"{result.last_validation_loss:.4f}")
+    if result.skipped_iterations:
+        print(f"skipped iterations (non-finite loss or gradients): {result.skipped_iterations}")
+    if result.checkpoint is None:
+        return
+    save = shlex.quote(str(args.save))
+    prompt = "def fibonacci(n):" if default_run else "Once upon a time"
+    print(f"checkpoint: {result.checkpoint}")
+    print("next:")
+    print(f"  griffin-megatron generate --load {save} --prompt {shlex.quote(prompt)}")
+    print(f"  griffin-megatron convert mcore-to-hf --ckpt {save} --out {shlex.quote(str(args.save) + '-hf')}")
+    if result.stopped_by_signal:
+        print(f"  resume: griffin-megatron train ... --load {save} --save {save}")

@@ -1,0 +1,1 @@
+"""Text data: tokenizers, and preprocessing raw text into Megatron indexed datasets."""

@@ -1,0 +1,226 @@
+"""Training data through Megatron-Core's datasets: `BlendedMegatronDatasetBuilder` + `GPTDataset`
+over indexed datasets written by `griffin-megatron preprocess` (or Megatron-LM's tools).
+
+Every rank builds the datasets (rank 0 first, the others then read its index caches) and reads
+its own micro-batches, so tensor-parallel ranks and pipeline stages all see the same batch
+without a broadcast: every pipeline stage needs `position_ids` to find document boundaries.
+Position ids restart after each end-of-document token (`reset_position_ids`), which is where the
+model resets its recurrence, convolution and attention window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import numpy
+import torch
+from megatron.core import parallel_state
+
+from ..data.megatron_adapter import MegatronTokenizerAdapter
+from ..data.preprocess import read_meta
+from ..data.tokenizers import TextTokenizer, load_tokenizer
+
+# Tokens read per dataset when checking that its ids fit the tokenizer's vocabulary.
+VOCAB_CHECK_TOKENS = 1 << 26
+
+
+def ensure_dataset_helpers() -> None:
+    """Megatron's dataset index builders are C++ (`megatron.core.datasets.helpers_cpp`). The
+    megatron-core wheels ship it compiled; a source install compiles it with `make` on first
+    use, on rank 0 only, as Megatron-LM does."""
+    try:
+        from megatron.core.datasets import helpers_cpp  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        torch.distributed.barrier()
+    else:
+        from megatron.core.datasets.utils import compile_helpers
+
+        compile_helpers()
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+    from megatron.core.datasets import helpers_cpp  # noqa: F401,F811
+
+
+def parse_blend(tokens: List[str]) -> Tuple[List[str], Optional[List[float]]]:
+    """--data-path 'p1 p2' or 'w1 p1 w2 p2' -> (prefixes, weights or None)."""
+
+    def number(token: str) -> Optional[float]:
+        try:
+            return float(token)
+        except ValueError:
+            return None
+
+    numbers = [number(t) for t in tokens]
+    if all(n is None for n in numbers):
+        return list(tokens), None
+    pairs_ok = len(tokens) % 2 == 0 and all(
+        (n is not None) == (i % 2 == 0) for i, n in enumerate(numbers)
+    )
+    if not pairs_ok or any(n <= 0 for n in numbers[0::2]):
+        raise ValueError(
+            f"--data-path {' '.join(tokens)} mixes weights and prefixes; give prefixes only "
+            "('p1 p2') or positive weight/prefix pairs ('0.7 p1 0.3 p2')."
+        )
+    return list(tokens[1::2]), [float(w) for w in tokens[0::2]]
+
+
+def check_dataset_files(prefixes: List[str]) -> None:
+    for prefix in prefixes:
+        missing = [p for p in (f"{prefix}.bin", f"{prefix}.idx") if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"dataset {prefix} is missing {missing[0]}; --data-path takes the prefix that "
+                "`griffin-megatron preprocess --output-prefix` wrote (without .bin/.idx)."
+            )
+
+
+def resolve_tokenizer(prefixes: List[str], tokenizer: Optional[str]) -> TextTokenizer:
+    """The --tokenizer, or the one preprocess recorded; checked against every dataset."""
+    metas = {prefix: read_meta(prefix) for prefix in prefixes}
+    if tokenizer is None:
+        recorded = [m["tokenizer"]["path"] for m in metas.values() if m is not None]
+        if not recorded:
+            raise ValueError(
+                f"no tokenizer given and dataset {prefixes[0]} records none (it was not written "
+                "by `griffin-megatron preprocess`); pass --tokenizer."
+            )
+        tokenizer = recorded[0]
+    tok = load_tokenizer(tokenizer)
+    fingerprint = tok.fingerprint()
+    for prefix, meta in metas.items():
+        if meta is not None:
+            wrote = meta["tokenizer"]
+            if wrote["sha256"] != fingerprint["sha256"]:
+                raise ValueError(
+                    f"dataset {prefix} was tokenized with {wrote['path']} (vocabulary "
+                    f"{wrote['vocab_size']}), not with {tok.path} (vocabulary {tok.vocab_size}); "
+                    "pass the tokenizer the data was preprocessed with, or preprocess again."
+                )
+        check_token_ids_fit(prefix, tok)
+    return tok
+
+
+def check_token_ids_fit(prefix: str, tok: TextTokenizer) -> None:
+    """The largest id in (the start of) the dataset must exist in the tokenizer."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    dataset = IndexedDataset(prefix, mmap=True)
+    count = min(int(dataset.sequence_lengths.sum()), VOCAB_CHECK_TOKENS)
+    tokens = numpy.memmap(f"{prefix}.bin", dtype=dataset.index.dtype, mode="r", shape=(count,))
+    largest = int(tokens.max()) if count else -1
+    if largest >= tok.vocab_size:
+        raise ValueError(
+            f"dataset {prefix} holds token id {largest} but tokenizer {tok.path} has only "
+            f"{tok.vocab_size} tokens; pass the tokenizer the data was preprocessed with."
+        )
+
+
+def padded_vocab_size(vocab_size: int, divisible_by: int, tensor_parallel: int) -> int:
+    """Megatron-LM's padding: the embedding table grows to a multiple of divisible_by x TP."""
+    multiple = divisible_by * tensor_parallel
+    return int(math.ceil(vocab_size / multiple) * multiple)
+
+
+def dataset_sizes(args: argparse.Namespace) -> List[int]:
+    """Samples to draw per split (train, valid, test). Validation uses the same eval_iters
+    global batches every time, so its losses are comparable across the run."""
+    eval_samples = args.eval_iters * args.global_batch_size
+    return [args.train_iters * args.global_batch_size, eval_samples, eval_samples]
+
+
+def build_datasets(args: argparse.Namespace, tok: TextTokenizer, seq_length: int):
+    """(train, valid, test) Megatron datasets; valid/test are None for empty splits."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+    ensure_dataset_helpers()
+    prefixes, weights = parse_blend(args.data_path)
+    config = GPTDatasetConfig(
+        random_seed=args.seed,
+        sequence_length=seq_length,
+        blend=(prefixes, weights),
+        split=args.split,
+        path_to_cache=args.data_cache_path,
+        tokenizer=MegatronTokenizerAdapter(tok),
+        reset_position_ids=True,
+        reset_attention_mask=False,
+        eod_mask_loss=args.eod_mask_loss,
+        create_attention_mask=False,
+    )
+    builder = BlendedMegatronDatasetBuilder(
+        GPTDataset, dataset_sizes(args), lambda: True, config
+    )
+    return builder.build()
+
+
+class PretrainingSampler:
+    """Batches of dataset indices for this data-parallel rank, starting after the samples
+    already consumed (resume): each global step takes the next global_batch_size indices, and
+    each rank its own micro_batch_size slice of every micro_batch_size x dp block (the layout of
+    Megatron-LM's MegatronPretrainingSampler)."""
+
+    def __init__(self, total_samples: int, consumed_samples: int, micro_batch_size: int,
+                 data_parallel_rank: int, data_parallel_size: int):
+        self.total_samples = total_samples
+        self.consumed_samples = consumed_samples
+        self.micro_batch_size = micro_batch_size
+        self.rank = data_parallel_rank
+        self.block = micro_batch_size * data_parallel_size
+
+    def __iter__(self) -> Iterator[List[int]]:
+        start = self.consumed_samples
+        while start + self.block <= self.total_samples:
+            first = start + self.rank * self.micro_batch_size
+            yield list(range(first, first + self.micro_batch_size))
+            start += self.block
+
+
+def _loader(dataset, sampler: PretrainingSampler, num_workers: int) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(), persistent_workers=False,
+    )
+
+
+@dataclass
+class DataIterators:
+    """Iterators of micro-batches, one per model chunk (virtual pipeline stages each walk the
+    same micro-batch sequence, as Megatron's interleaved schedule expects)."""
+
+    train: List[Iterator]
+    valid_dataset: object
+    args: argparse.Namespace
+
+    def validation(self) -> Optional[List[Iterator]]:
+        """Fresh iterators over the fixed validation batches."""
+        if self.valid_dataset is None:
+            return None
+        return [iter(self._valid_loader()) for _ in range(len(self.train))]
+
+    def _valid_loader(self):
+        args = self.args
+        sampler = PretrainingSampler(
+            len(self.valid_dataset), 0, args.micro_batch_size,
+            parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size(),
+        )
+        return _loader(self.valid_dataset, sampler, 0)
+
+
+def build_data_iterators(args: argparse.Namespace, datasets, consumed_samples: int,
+                         num_chunks: int) -> DataIterators:
+    train, valid, _ = datasets
+    dp_rank = parallel_state.get_data_parallel_rank()
+    dp_size = parallel_state.get_data_parallel_world_size()
+    iterators = []
+    for _ in range(num_chunks):
+        sampler = PretrainingSampler(len(train), consumed_samples, args.micro_batch_size, dp_rank, dp_size)
+        iterators.append(iter(_loader(train, sampler, args.num_workers)))
+    return DataIterators(iterators, valid, args)
