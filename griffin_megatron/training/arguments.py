@@ -62,7 +62,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--backend", choices=("local", "te"), default="local", help="layer implementation")
     model.add_argument(
         "--make-vocab-size-divisible-by", type=int, default=128,
-        help="pad the embedding table to a multiple of this (times the tensor-parallel size)",
+        help="pad the embedding table to a multiple of this (and of the tensor-parallel size)",
     )
 
     par = parser.add_argument_group("parallelism")
@@ -115,6 +115,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     ckpt = parser.add_argument_group("checkpoints")
     ckpt.add_argument("--save", help="checkpoint directory (default: ./runs/griffin-<time>)")
     ckpt.add_argument("--load", help="checkpoint directory to resume from")
+    ckpt.add_argument("--finetune", action="store_true",
+                      help="with --load: take the model weights only; optimizer, schedule, data "
+                      "position and iteration start afresh")
     ckpt.add_argument("--save-interval", type=int, default=None, help="steps between checkpoints (default: only at the end)")
     ckpt.add_argument("--no-save", action="store_true", help="write no checkpoint")
 
@@ -242,6 +245,8 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
         )
     if args.sequence_parallel and args.tensor_model_parallel_size == 1:
         raise ValueError("--sequence-parallel needs --tensor-model-parallel-size > 1.")
+    if args.finetune and args.load is None:
+        raise ValueError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")
     if args.load is not None and not os.path.exists(os.path.expanduser(args.load)):
         raise FileNotFoundError(f"--load {args.load} does not exist; pass a checkpoint or save directory.")
 

@@ -81,17 +81,15 @@ def check_save_directory(args: argparse.Namespace) -> None:
     if args.save is None:
         return
     save = Path(args.save).expanduser()
-    latest = save / LATEST_FILE
     if save.exists() and not save.is_dir():
         raise FileExistsError(f"--save {save} is a file; pass a directory for the checkpoints.")
-    if latest.is_file():
-        resuming = args.load is not None and Path(args.load).expanduser().resolve() == save.resolve()
-        if not resuming:
-            raise FileExistsError(
-                f"--save {save} already holds checkpoints (latest iteration "
-                f"{latest.read_text().strip()}); pass --load {save} to resume that run, or "
-                "choose a new --save directory."
-            )
+    held = sorted(save.glob("iter_*")) + sorted(save.glob(LATEST_FILE)) if save.is_dir() else []
+    resuming = args.load is not None and Path(args.load).expanduser().resolve() == save.resolve()
+    if held and not resuming:
+        raise FileExistsError(
+            f"--save {save} already holds checkpoints ({held[-1].name}); pass --load {save} to "
+            "resume that run, or choose a new --save directory."
+        )
 
 
 def _pause_hook(iteration: int):
@@ -117,6 +115,9 @@ def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration
         args.save, chunks, optimizer, scheduler,
         iteration=iteration,
         backend=args.backend,
+        # The directory is this run's (check_save_directory): an iteration written before a
+        # crash, after the `latest` it resumed from, is written again.
+        overwrite=True,
         tokenizer_dir=tokenizer_dir,
         extra_record={"train_state": train_state, "layout": _layout()},
         extra_state={RNG_KEY: _rng_sharded_object(_rng_state()), TRAIN_STATE_KEY: train_state},
@@ -125,13 +126,14 @@ def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration
 
 
 def load_training_checkpoint(args, chunks: List, optimizer, scheduler) -> dict:
-    """Restore a checkpoint into this run; returns {"iteration", "consumed_samples", "directory"}.
-    A model-only checkpoint (e.g. converted from HF) initialises the weights and starts at 0."""
+    """Restore a checkpoint into this run; returns {"iteration", "consumed_samples", "directory",
+    "rng"}. With --finetune, or from a model-only checkpoint (e.g. converted from HF), only the
+    weights are taken and training starts at iteration 0."""
     from ..parallel import load_checkpoint
 
     directory = resolve_checkpoint_dir(Path(args.load).expanduser())
     record = read_model_record(directory)
-    if not record.get("has_optimizer"):
+    if args.finetune or not record.get("has_optimizer"):
         load_checkpoint(directory, chunks)
         return {"iteration": 0, "consumed_samples": 0, "directory": directory, "rng": False}
     same_layout = record.get("layout") == _layout()

@@ -124,8 +124,11 @@ def check_token_ids_fit(prefix: str, tok: TextTokenizer) -> None:
 
 
 def padded_vocab_size(vocab_size: int, divisible_by: int, tensor_parallel: int) -> int:
-    """Megatron-LM's padding: the embedding table grows to a multiple of divisible_by x TP."""
-    multiple = divisible_by * tensor_parallel
+    """The embedding table grows to a multiple of both divisible_by and the TP size. Megatron-LM
+    pads to divisible_by x TP instead, which makes the vocabulary (an architecture field)
+    depend on the layout; with the least common multiple, a checkpoint trained at one TP size
+    resumes at another (for TP sizes that divide divisible_by)."""
+    multiple = math.lcm(divisible_by, tensor_parallel)
     return int(math.ceil(vocab_size / multiple) * multiple)
 
 

@@ -243,9 +243,12 @@ def _train(args, trainer: Trainer, tokenizer, config, rank: int, world: int) -> 
         )
         trainer.iteration = restored["iteration"]
         trainer.consumed_samples = restored["consumed_samples"]
-        say(f"resumed from {restored['directory']} at iteration {trainer.iteration} "
-            f"({trainer.consumed_samples} samples consumed)"
-            + ("" if restored["rng"] else "; random states start from --seed (another layout)"))
+        if trainer.iteration == 0:
+            say(f"initialised the weights from {restored['directory']}")
+        else:
+            say(f"resumed from {restored['directory']} at iteration {trainer.iteration} "
+                f"({trainer.consumed_samples} samples consumed)"
+                + ("" if restored["rng"] else "; random states start from --seed (another layout)"))
     if trainer.iteration >= args.train_iters:
         raise ValueError(
             f"the checkpoint is at iteration {trainer.iteration}, not below --train-iters="
@@ -257,14 +260,14 @@ def _train(args, trainer: Trainer, tokenizer, config, rank: int, world: int) -> 
     tokenizer_dir = tokenizer.path.parent
     if logger.bar is not None:
         logger.bar.n = trainer.iteration
-    say(_banner(args, config, world))
+    say(_banner(args, config, world, _parameter_count(trainer.chunks)))
 
     first_val = last_val = None
     saved: Optional[Path] = None
     last_saved_iteration = None
     stop = False
     with ExitSignalHandler() as signals:
-        if args.eval_interval and datasets[1] is not None and trainer.iteration == 0:
+        if datasets[1] is not None and trainer.iteration == 0:
             first_val = last_val = trainer.evaluate(iterators)
             logger.validation(0, first_val)
         while trainer.iteration < args.train_iters:
@@ -300,10 +303,26 @@ def _train(args, trainer: Trainer, tokenizer, config, rank: int, world: int) -> 
                        stopped_by_signal=stop, is_reporter=rank == 0)
 
 
-def _banner(args, config, world: int) -> str:
-    from ..presets import count_parameters
+def _parameter_count(chunks) -> int:
+    """Parameters of the whole model, counted from every rank's chunks: tensor-parallel shards
+    summed, replicated tensors once, the tied output copy of the last pipeline stage not."""
+    from megatron.core.utils import unwrap_model
 
-    parameters = count_parameters(config)
+    local = 0
+    first_tensor_rank = parallel_state.get_tensor_model_parallel_rank() == 0
+    for model in unwrap_model(list(chunks)):
+        for name, param in model.named_parameters():
+            if name == "output_layer.weight":
+                continue
+            if getattr(param, "tensor_model_parallel", False) or first_tensor_rank:
+                local += param.numel()
+    total = torch.tensor([local], dtype=torch.int64,
+                         device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.all_reduce(total, group=parallel_state.get_model_parallel_group())
+    return int(total.item())
+
+
+def _banner(args, config, world: int, parameters: int) -> str:
     dp = data_parallel_size(args, world)
     return (
         f"training {'Hawk' if config.is_hawk else 'Griffin'} ({''.join(config.layer_types)}, "

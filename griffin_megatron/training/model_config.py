@@ -87,7 +87,10 @@ def build_model_config(args: argparse.Namespace, vocab_size: int) -> GriffinConf
         # The loss is a token-weighted mean over the whole global batch (all micro-batches and
         # data-parallel ranks), whatever the split into micro-batches.
         calculate_per_token_loss=True,
-        deallocate_pipeline_outputs=True,
+        # Megatron-LM frees a stage's sent activations right after the send; with gloo the send
+        # is asynchronous and would read the freed storage (measured: wrong, run-to-run varying
+        # losses with interleaved stages), so only on GPUs, where NCCL streams order it.
+        deallocate_pipeline_outputs=torch.cuda.is_available(),
     )
     if vpp is not None:
         # As Megatron-LM: interleaved stages exchange activations with overlapped p2p.
