@@ -16,6 +16,7 @@ import warnings
 COMMANDS = {
     "convert": ("convert", "convert checkpoints between HuggingFace and Megatron formats"),
     "info": ("info", "print a model's architecture and parameter counts"),
+    "plan": ("plan", "check a recipe's parallel layout; per-GPU memory and FLOPs per step"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)
