@@ -199,6 +199,21 @@ def save_model_checkpoint(
     return out
 
 
+EXTRA_STATE = "_extra_state"
+
+
+def _without_extra_state(sharded: dict) -> dict:
+    """Transformer Engine modules (its fused linears and its final RMSNorm) keep FP8 scaling
+    state in `_extra_state` entries. A checkpoint written by the local backend has none to give,
+    and fresh FP8 state is what such a model should start from, so those entries are not
+    requested when the backends differ."""
+    return {
+        key: _without_extra_state(value) if isinstance(value, dict) else value
+        for key, value in sharded.items()
+        if not str(key).endswith(EXTRA_STATE)
+    }
+
+
 def load_model_checkpoint(
     model_chunks: Union[torch.nn.Module, List[torch.nn.Module]], directory: Union[str, Path]
 ) -> None:
@@ -219,7 +234,12 @@ def load_model_checkpoint(
             f"{wanted!r}); build the model from the checkpoint's record or pick the matching "
             "checkpoint."
         )
-    loaded = dist_checkpointing.load(model_sharded_state_dict(chunks), str(directory))
+    request = model_sharded_state_dict(chunks)
+    # Both backends save their weights under the same keys (layer_specs.FUSED_NORM_CHECKPOINT_KEYS
+    # maps TE's fused norm weights); only TE's FP8 state has no counterpart.
+    if record.get("backend", "local") != getattr(chunks[0], "backend", "local"):
+        request = _without_extra_state(request)
+    loaded = dist_checkpointing.load(request, str(directory))
     if len(chunks) == 1:
         chunks[0].load_state_dict(loaded, strict=False)
     else:

@@ -10,11 +10,13 @@ Two backends, chosen by one argument:
 - "local": pure PyTorch (CPU and GPU): Megatron's parallel linears, our RMSNorm and our
   sliding-window attention.
 - "te": Transformer Engine linears with fused RMSNorm and TE's windowed DotProductAttention.
+  Its distributed checkpoints use the local backend's keys (FUSED_NORM_CHECKPOINT_KEYS), so a
+  checkpoint written by either backend loads into the other and exports to HF.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
@@ -41,47 +43,50 @@ from .modules.recurrent_block import RecurrentBlock, RecurrentBlockSubmodules
 from .modules.rglru import RGLRU
 
 BACKENDS = ("local", "te")
-_TE = "griffin_megatron.modules.te_modules"
-_MEGATRON_TE = "megatron.core.extensions.transformer_engine"
+
+# The te backend fuses each pre-norm into the linear that reads it, so its norm weights live at
+# `<linear>.layer_norm_weight`. Distributed checkpoints store them under the local backend's
+# names (Megatron's per-layer key map), so either backend loads the other's checkpoints.
+FUSED_NORM_CHECKPOINT_KEYS = {
+    "self_attention.linear_in.layer_norm_": "input_layernorm.",  # recurrent layers
+    "self_attention.linear_qkv.layer_norm_": "input_layernorm.",  # attention layers
+    "mlp.linear_fc1.layer_norm_": "pre_mlp_layernorm.",
+}
 
 
-def _recurrent_layer(norm, fused_norm, linear_in, linear_out, mlp_in, mlp_out) -> ModuleSpec:
+def _residual_layer(norm, temporal: ModuleSpec, mlp_in, mlp_out, keys_map) -> ModuleSpec:
+    """Griffin's residual block; norm=None when the linears after it fuse the norm."""
     return ModuleSpec(
         module=TransformerLayer,
         submodules=TransformerLayerSubmodules(
-            input_layernorm=IdentityOp if fused_norm else norm,
-            self_attention=ModuleSpec(
-                module=RecurrentBlock,
-                submodules=RecurrentBlockSubmodules(
-                    linear_in=linear_in, conv=CausalConv1d, rg_lru=RGLRU, linear_out=linear_out
-                ),
-            ),
+            input_layernorm=norm or IdentityOp,
+            self_attention=temporal,
             self_attn_bda=get_bias_dropout_add,
-            pre_mlp_layernorm=IdentityOp if fused_norm else norm,
+            pre_mlp_layernorm=norm or IdentityOp,
             mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out)),
             mlp_bda=get_bias_dropout_add,
+            sharded_state_dict_keys_map=dict(keys_map),
         ),
     )
 
 
-def _attention_layer(norm, fused_norm, linear_qkv, core_attention, linear_proj, mlp_in, mlp_out):
+def _recurrent_block(linear_in, linear_out) -> ModuleSpec:
     return ModuleSpec(
-        module=TransformerLayer,
-        submodules=TransformerLayerSubmodules(
-            input_layernorm=IdentityOp if fused_norm else norm,
-            self_attention=ModuleSpec(
-                module=SelfAttention,
-                params={"attn_mask_type": AttnMaskType.causal},
-                submodules=SelfAttentionSubmodules(
-                    linear_qkv=linear_qkv,
-                    core_attention=core_attention,
-                    linear_proj=linear_proj,
-                ),
-            ),
-            self_attn_bda=get_bias_dropout_add,
-            pre_mlp_layernorm=IdentityOp if fused_norm else norm,
-            mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out)),
-            mlp_bda=get_bias_dropout_add,
+        module=RecurrentBlock,
+        submodules=RecurrentBlockSubmodules(
+            linear_in=linear_in, conv=CausalConv1d, rg_lru=RGLRU, linear_out=linear_out
+        ),
+    )
+
+
+def _attention_block(linear_qkv, core_attention, linear_proj) -> ModuleSpec:
+    # Megatron's SelfAttention calls linear_qkv and core_attention directly (not through
+    # build_module), so those two must be classes, not ModuleSpecs.
+    return ModuleSpec(
+        module=SelfAttention,
+        params={"attn_mask_type": AttnMaskType.causal},
+        submodules=SelfAttentionSubmodules(
+            linear_qkv=linear_qkv, core_attention=core_attention, linear_proj=linear_proj
         ),
     )
 
@@ -89,36 +94,63 @@ def _attention_layer(norm, fused_norm, linear_qkv, core_attention, linear_proj, 
 def _local_layer_specs() -> Dict[str, ModuleSpec]:
     norm, col, row = GriffinRMSNorm, ColumnParallelLinear, RowParallelLinear
     return {
-        RECURRENT: _recurrent_layer(norm, False, col, row, col, row),
-        ATTENTION: _attention_layer(
-            norm, False, BiasFreeColumnParallelLinear, LocalWindowedAttention, row, col, row
+        RECURRENT: _residual_layer(norm, _recurrent_block(col, row), col, row, {}),
+        ATTENTION: _residual_layer(
+            norm,
+            _attention_block(BiasFreeColumnParallelLinear, LocalWindowedAttention, row),
+            col,
+            row,
+            {},
+        ),
+    }
+
+
+def fused_norm_layer_specs(norm_linear, row_linear, norm_qkv, core_attention) -> Dict[str, ModuleSpec]:
+    """Layer specs whose pre-norms are fused into the following column-parallel linear
+    (`norm_linear` and, without a bias, `norm_qkv`): the te backend's structure."""
+    keys = FUSED_NORM_CHECKPOINT_KEYS
+    return {
+        RECURRENT: _residual_layer(
+            None, _recurrent_block(norm_linear, row_linear), norm_linear, row_linear, keys
+        ),
+        ATTENTION: _residual_layer(
+            None, _attention_block(norm_qkv, core_attention, row_linear), norm_linear, row_linear, keys
         ),
     }
 
 
 def _te_layer_specs() -> Dict[str, ModuleSpec]:
-    # Module paths as (module, name) tuples: Transformer Engine is imported only when built.
-    norm_col = ModuleSpec(module=(_MEGATRON_TE, "TELayerNormColumnParallelLinear"))
-    row = ModuleSpec(module=(_MEGATRON_TE, "TERowParallelLinear"))
-    return {
-        RECURRENT: _recurrent_layer(None, True, norm_col, row, norm_col, row),
-        ATTENTION: _attention_layer(
-            None,
-            True,
-            ModuleSpec(module=(_TE, "BiasFreeTELayerNormColumnParallelLinear")),
-            ModuleSpec(module=(_TE, "GriffinTEDotProductAttention")),
-            row,
-            norm_col,
-            row,
-        ),
-    }
+    # Imported here: Transformer Engine is needed only when the te backend is built.
+    from megatron.core.extensions.transformer_engine import (
+        TELayerNormColumnParallelLinear,
+        TERowParallelLinear,
+    )
+
+    from .modules.te_modules import (
+        BiasFreeTELayerNormColumnParallelLinear,
+        GriffinTEDotProductAttention,
+    )
+
+    return fused_norm_layer_specs(
+        TELayerNormColumnParallelLinear,
+        TERowParallelLinear,
+        BiasFreeTELayerNormColumnParallelLinear,
+        GriffinTEDotProductAttention,
+    )
+
+
+def _final_norm(backend: str):
+    if backend == "te":
+        from megatron.core.extensions.transformer_engine import TENorm
+
+        return TENorm
+    return GriffinRMSNorm
 
 
 _LAYER_SPECS: Dict[str, Callable[[], Dict[str, ModuleSpec]]] = {
     "local": _local_layer_specs,
     "te": _te_layer_specs,
 }
-_FINAL_NORM = {"local": GriffinRMSNorm, "te": ModuleSpec(module=(_MEGATRON_TE, "TENorm"))}
 
 
 def check_backend(backend: str) -> None:
@@ -141,6 +173,22 @@ def get_griffin_layer_spec(layer_type: str, backend: str = "local") -> ModuleSpe
     return _LAYER_SPECS[backend]()[layer_type]
 
 
+def stage_layer_ids(
+    config: GriffinConfig, vp_stage: Optional[int] = None, pp_rank: Optional[int] = None
+) -> Sequence[int]:
+    """Global indices of the layers one pipeline stage (and virtual stage) builds, by
+    Megatron-Core's own stage split (even, uneven first/last, interleaved, or explicit layout)."""
+    if config.pipeline_model_parallel_layout is not None:
+        from megatron.core.transformer.enums import LayerType
+
+        return config.pipeline_model_parallel_layout.get_layer_id_list(
+            layer_type=LayerType.decoder, vp_stage=vp_stage, pp_rank=pp_rank
+        )
+    offset = get_transformer_layer_offset(config, vp_stage=vp_stage, pp_rank=pp_rank)
+    count = get_num_layers_to_build(config, vp_stage=vp_stage, pp_rank=pp_rank)
+    return range(offset, offset + count)
+
+
 def get_griffin_block_spec(
     config: GriffinConfig,
     backend: str = "local",
@@ -150,17 +198,7 @@ def get_griffin_block_spec(
     """Layer specs of this pipeline stage (and virtual stage), chosen by global layer index."""
     check_backend(backend)
     specs = _LAYER_SPECS[backend]()
-    if config.pipeline_model_parallel_layout is not None:
-        from megatron.core.transformer.enums import LayerType
-
-        local_ids = config.pipeline_model_parallel_layout.get_layer_id_list(
-            layer_type=LayerType.decoder, vp_stage=vp_stage, pp_rank=pp_rank
-        )
-    else:
-        offset = get_transformer_layer_offset(config, vp_stage=vp_stage, pp_rank=pp_rank)
-        count = get_num_layers_to_build(config, vp_stage=vp_stage, pp_rank=pp_rank)
-        local_ids = range(offset, offset + count)
     return TransformerBlockSubmodules(
-        layer_specs=[specs[config.layer_type(i)] for i in local_ids],
-        layer_norm=_FINAL_NORM[backend],
+        layer_specs=[specs[config.layer_type(i)] for i in stage_layer_ids(config, vp_stage, pp_rank)],
+        layer_norm=_final_norm(backend),
     )

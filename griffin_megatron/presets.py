@@ -120,9 +120,11 @@ def get_preset(name: str, **overrides) -> GriffinConfig:
     return GriffinConfig(**{**preset_architecture(name), **overrides})
 
 
-def count_parameters(config: GriffinConfig, backend: str = "local") -> int:
-    """Total parameters of the whole model (tied embedding counted once), built on the meta
-    device: no memory is allocated, and Megatron's own modules do the counting."""
+def meta_model(config: GriffinConfig, backend: str = "local"):
+    """The whole model (TP = PP = 1) built on the meta device: every parameter has its shape and
+    Megatron's tensor-parallel attributes, and no memory is allocated. Initialisation stays on:
+    Megatron sets the attributes of its linears' weights only while initialising them (on the
+    meta device that draws nothing)."""
     from .model import GriffinModel
     from .runtime import ensure_initialized
 
@@ -130,11 +132,17 @@ def count_parameters(config: GriffinConfig, backend: str = "local") -> int:
     meta_config = dataclasses.replace(
         config,
         use_cpu_initialization=True,
-        perform_initialization=False,
+        perform_initialization=True,
         tensor_model_parallel_size=1,
         pipeline_model_parallel_size=1,
+        virtual_pipeline_model_parallel_size=None,
         sequence_parallel=False,
     )
     with torch.device("meta"):
-        model = GriffinModel(meta_config, backend=backend, pre_process=True, post_process=True)
-    return sum(p.numel() for p in model.parameters())
+        return GriffinModel(meta_config, backend=backend, pre_process=True, post_process=True)
+
+
+def count_parameters(config: GriffinConfig, backend: str = "local") -> int:
+    """Total parameters of the whole model (tied embedding counted once), built on the meta
+    device: no memory is allocated, and Megatron's own modules do the counting."""
+    return sum(p.numel() for p in meta_model(config, backend).parameters())

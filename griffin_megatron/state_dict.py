@@ -15,7 +15,20 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 from torch import Tensor
 
+from .layer_specs import FUSED_NORM_CHECKPOINT_KEYS
+
 _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.*)$")
+
+
+def local_parameter_name(name: str) -> str:
+    """The local backend's name of a parameter: the te backend's fused norm weights
+    (`...linear_qkv.layer_norm_weight`) become `...input_layernorm.weight` and so on."""
+    for fused, local in FUSED_NORM_CHECKPOINT_KEYS.items():
+        marker = f".{fused}"
+        if marker in name:
+            head, _, tail = name.partition(marker)
+            return f"{head}.{local}{tail}"
+    return name
 
 
 def _tp():
@@ -49,13 +62,14 @@ def _global_name(name: str, offset: int) -> str:
 
 
 def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
-    """Copy a full TP=1 / PP=1 state dict into this rank's shard of `model`."""
+    """Copy a full TP=1 / PP=1 state dict (local backend names) into this rank's shard of
+    `model`, whichever backend it was built with."""
     rank, size, _ = _tp()
     offset = _layer_offset(model)
     missing = []
     with torch.no_grad():
         for name, param in model.named_parameters():
-            key = _global_name(name, offset)
+            key = _global_name(local_parameter_name(name), offset)
             if key == "output_layer.weight" and key not in full_state:
                 key = "embedding.word_embeddings.weight"  # tied output layer on the last stage
             if key not in full_state:
@@ -90,7 +104,8 @@ def _gather(shard: Tensor, param: Tensor, size: int, group) -> Tensor:
 
 
 def gather_full_state_dict(model) -> Dict[str, Tensor]:
-    """The full TP=1 state dict of a pipeline-parallel size 1 model (every TP rank calls this)."""
+    """The full TP=1 state dict of a pipeline-parallel size 1 model (every TP rank calls this),
+    under the local backend's names whichever backend the model was built with."""
     if parallel_state.model_parallel_is_initialized():
         if parallel_state.get_pipeline_model_parallel_world_size() > 1:
             raise ValueError(
@@ -102,5 +117,5 @@ def gather_full_state_dict(model) -> Dict[str, Tensor]:
     for name, param in model.named_parameters():
         if name == "output_layer.weight":
             continue
-        full[name] = _gather(param.detach(), param, size, group).cpu()
+        full[local_parameter_name(name)] = _gather(param.detach(), param, size, group).cpu()
     return full

@@ -15,23 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _count_by_kind(config) -> dict:
     """Parameters per part, from the meta-device model's own parameter names."""
-    import dataclasses
+    from ..presets import meta_model
 
-    import torch
-
-    from ..model import GriffinModel
-    from ..runtime import ensure_initialized
-
-    ensure_initialized()
-    meta = dataclasses.replace(
-        config,
-        use_cpu_initialization=True,
-        perform_initialization=False,
-        tensor_model_parallel_size=1,
-        pipeline_model_parallel_size=1,
-    )
-    with torch.device("meta"):
-        model = GriffinModel(meta, pre_process=True, post_process=True)
+    model = meta_model(config)
     counts = {"embedding (tied output)": 0, "recurrent blocks": 0, "attention blocks": 0,
               "MLPs": 0, "norms": 0}
     for name, param in model.named_parameters():

@@ -16,6 +16,7 @@ import warnings
 COMMANDS = {
     "convert": ("convert", "convert checkpoints between HuggingFace and Megatron formats"),
     "info": ("info", "print a model's architecture and parameter counts"),
+    "plan": ("plan", "check a recipe's parallel layout; per-GPU memory and FLOPs per step"),
     "preprocess": ("preprocess", "tokenize raw text into a Megatron indexed dataset"),
     "train": ("train", "pretrain Hawk / Griffin (no data arguments: a tiny demo run)"),
 }

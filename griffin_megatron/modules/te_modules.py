@@ -1,8 +1,17 @@
 """Transformer Engine building blocks for the `te` backend (imported only when it is chosen).
 
-TE's fused RMSNorm + linear replaces the separate input norms (zero-centred gamma gives the
-(1 + w) gain), and TE's DotProductAttention runs the sliding window (config.window_size).
-Generation still uses the PyTorch ring-buffer attention of local_attention.py.
+- Norms: Megatron's `TELayerNormColumnParallelLinear` fuses each pre-norm into the linear that
+  reads it (`linear_in`, `linear_qkv`, `linear_fc1`), with `normalization="RMSNorm"` and
+  `zero_centered_gamma=config.layernorm_zero_centered_gamma` (True for Griffin), so TE computes
+  x / rms(x) * (1 + w) with w initialised to zero, in fp32 inside the kernel.
+- Attention: TE's DotProductAttention with `window_size = config.window_size = (W - 1, 0)`: query
+  i sees keys i - (W - 1) .. i, the W keys of HF's window (TE's `window_size` contract). Document
+  starts inside a batch switch to TE's packed THD path, where the window stays inside each document.
+  Generation (a cache) uses the PyTorch ring-buffer attention of local_attention.py.
+- Precision: bf16 as configured; FP8 through Megatron's `fp8` config (TE linears only; the Conv1D,
+  RG-LRU and gate matmuls stay in bf16 / fp32). FP8 GEMMs want dimensions divisible by 16.
+- Checkpoints: the fused norm weights are saved under the local backend's keys (layer_specs), and
+  `state_dict.local_parameter_name` gives the same names for HF export.
 """
 
 from __future__ import annotations
