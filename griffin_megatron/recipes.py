@@ -54,12 +54,22 @@ RECIPE_KEYS: Dict[str, RecipeKey] = {
     "attention-window": RecipeKey(_INT, "local attention window W (keys per query, itself included)"),
     "backend": RecipeKey(_STR, "layer implementation", ("local", "te")),
     "seq-length": RecipeKey(_INT, "training sequence length in tokens"),
+    "rglru-num-heads": RecipeKey(_INT, "block-diagonal blocks of the RG-LRU gates"),
+    # model size (Megatron-LM's names), overriding the preset's
+    "make-vocab-size-divisible-by": RecipeKey(_INT, "pad the embedding table to a multiple of this"),
+    "num-layers": RecipeKey(_INT, "number of residual blocks"),
+    "hidden-size": RecipeKey(_INT, "model width"),
+    "ffn-hidden-size": RecipeKey(_INT, "MLP width of each GeGLU branch"),
+    "num-attention-heads": RecipeKey(_INT, "query heads of the local attention"),
+    "kv-channels": RecipeKey(_INT, "attention head dimension"),
     # parallelism
     "tensor-model-parallel-size": RecipeKey(_INT, "tensor-parallel size (TP)"),
     "pipeline-model-parallel-size": RecipeKey(_INT, "pipeline-parallel size (PP)"),
     "num-layers-per-virtual-pipeline-stage": RecipeKey(
         _INT, "layers per virtual pipeline stage (interleaved 1F1B); unset: not interleaved"
     ),
+    "decoder-first-pipeline-num-layers": RecipeKey(_INT, "layers of the first pipeline stage (uneven stages)"),
+    "decoder-last-pipeline-num-layers": RecipeKey(_INT, "layers of the last pipeline stage (uneven stages)"),
     "sequence-parallel": RecipeKey(_BOOL, "split norms and activations over the sequence (needs TP > 1)"),
     "use-distributed-optimizer": RecipeKey(_BOOL, "shard optimizer state over data-parallel ranks"),
     # batch and schedule
@@ -69,6 +79,7 @@ RECIPE_KEYS: Dict[str, RecipeKey] = {
     "lr": RecipeKey(_FLOAT, "peak learning rate"),
     "min-lr": RecipeKey(_FLOAT, "learning rate at the end of the decay"),
     "lr-warmup-iters": RecipeKey(_INT, "linear warmup steps"),
+    "lr-decay-iters": RecipeKey(_INT, "steps of the decay (default: train-iters)"),
     "lr-decay-style": RecipeKey(
         _STR, "decay after warmup", ("constant", "linear", "cosine", "inverse-square-root", "WSD")
     ),
@@ -76,6 +87,7 @@ RECIPE_KEYS: Dict[str, RecipeKey] = {
     "clip-grad": RecipeKey(_FLOAT, "gradient-norm clipping threshold"),
     "adam-beta1": RecipeKey(_FLOAT, "Adam first-moment decay"),
     "adam-beta2": RecipeKey(_FLOAT, "Adam second-moment decay"),
+    "adam-eps": RecipeKey(_FLOAT, "Adam epsilon"),
     "bf16": RecipeKey(_BOOL, "bf16 mixed precision (fp32 main weights and gradients)"),
     "seed": RecipeKey(_INT, "random seed"),
     # activation recompute
@@ -87,18 +99,32 @@ RECIPE_KEYS: Dict[str, RecipeKey] = {
     # data
     "data-path": RecipeKey((str, list), "Megatron indexed dataset prefix(es), optionally weighted"),
     "split": RecipeKey(_STR, "train,valid,test proportions, e.g. 969,30,1"),
+    "tokenizer": RecipeKey(_STR, "tokenizer file or directory (default: the one preprocess recorded)"),
+    "eod-mask-loss": RecipeKey(_BOOL, "no loss on predictions made at end-of-document tokens"),
+    "data-cache-path": RecipeKey(_STR, "where dataset index caches go"),
+    "num-workers": RecipeKey(_INT, "data-loader worker processes"),
     # checkpoints, evaluation and logs
     "save": RecipeKey(_STR, "checkpoint directory to write"),
     "load": RecipeKey(_STR, "checkpoint directory to resume from"),
+    "finetune": RecipeKey(_BOOL, "take only the weights of load; start the run afresh"),
+    "no-save": RecipeKey(_BOOL, "write no checkpoint (ours)"),
     "save-interval": RecipeKey(_INT, "steps between checkpoints"),
     "eval-interval": RecipeKey(_INT, "steps between validation runs"),
     "eval-iters": RecipeKey(_INT, "validation steps per run"),
     "log-interval": RecipeKey(_INT, "steps between log lines"),
     "tensorboard-dir": RecipeKey(_STR, "TensorBoard event directory"),
+    "wandb-project": RecipeKey(_STR, "Weights & Biases project to log to"),
+    "wandb-exp-name": RecipeKey(_STR, "Weights & Biases run name"),
 }
 
 # Recipe keys that change the model's architecture -> GriffinConfig field.
 ARCHITECTURE_KEYS = {
+    "num-layers": "num_layers",
+    "hidden-size": "hidden_size",
+    "ffn-hidden-size": "ffn_hidden_size",
+    "num-attention-heads": "num_attention_heads",
+    "kv-channels": "kv_channels",
+    "rglru-num-heads": "rglru_num_heads",
     "block-pattern": "block_pattern",
     "lru-width": "lru_width",
     "attention-window": "attention_window",

@@ -24,6 +24,8 @@ PREFIX_NAME = "stdlib"
 SETTINGS = {
     "preset": "griffin-tiny",
     "hidden_size": 128,
+    "lru_width": 128,
+    "ffn_hidden_size": 384,
     "num_attention_heads": 4,
     "kv_channels": 32,
     "rglru_num_heads": 4,

@@ -70,6 +70,21 @@ def _loss_to_rank0(loss: Optional[float]) -> Optional[float]:
     return value.item()
 
 
+def _checked_data(args):
+    """The tokenizer of the run, after checking the datasets exist and match it."""
+    prefixes, _ = data.parse_blend(args.data_path)
+    data.check_dataset_files(prefixes)
+    return data.resolve_tokenizer(prefixes, args.tokenizer)
+
+
+def _model_config(args, tokenizer):
+    vocab = data.padded_vocab_size(tokenizer.vocab_size, args.make_vocab_size_divisible_by,
+                                   args.tensor_model_parallel_size)
+    config = build_model_config(args, vocab)
+    args.seq_length = config.seq_length
+    return config
+
+
 def _rank0_first(build):
     """Run `build` on rank 0 while the others wait, then return its result everywhere."""
     holder = [build() if dist.get_rank() == 0 else None]
@@ -104,15 +119,13 @@ def _grads_are_finite(chunks) -> bool:
 
 
 class Trainer:
-    def __init__(self, args: argparse.Namespace, tokenizer, datasets, chunks, optimizer,
-                 scheduler, config):
+    """One rank's model chunks, optimizer and schedule, stepped through Megatron's schedules."""
+
+    def __init__(self, args: argparse.Namespace, chunks, optimizer, scheduler):
         self.args = args
-        self.tokenizer = tokenizer
-        self.datasets = datasets
         self.chunks = chunks
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.config = config
         self.forward_backward = get_forward_backward_func()
         self.iteration = 0
         self.consumed_samples = 0
@@ -192,6 +205,10 @@ def pretrain(args: argparse.Namespace) -> TrainResult:
     from ..parallel import default_ddp_config
 
     checkpoint.check_save_directory(args)
+    # Bad data and model settings fail before any process group exists (all ranks see the same).
+    if args.data_path is not None:
+        tokenizer = _checked_data(args)
+        config = _model_config(args, tokenizer)
     architecture = architecture_from_args(args)
     runtime.ensure_initialized(
         args.tensor_model_parallel_size, args.pipeline_model_parallel_size,
@@ -199,14 +216,9 @@ def pretrain(args: argparse.Namespace) -> TrainResult:
     )
     if args.data_path is None:
         args.data_path = [_rank0_first(default_run.prepare_corpus)]
+        tokenizer = _checked_data(args)
+        config = _model_config(args, tokenizer)
     args.save = _agreed_save_directory(args)
-    prefixes, _ = data.parse_blend(args.data_path)
-    data.check_dataset_files(prefixes)
-    tokenizer = data.resolve_tokenizer(prefixes, args.tokenizer)
-    vocab = data.padded_vocab_size(tokenizer.vocab_size, args.make_vocab_size_divisible_by,
-                                   args.tensor_model_parallel_size)
-    config = build_model_config(args, vocab)
-    args.seq_length = config.seq_length
     rank = dist.get_rank()
     world = dist.get_world_size()
     init_num_microbatches_calculator(
@@ -228,7 +240,7 @@ def pretrain(args: argparse.Namespace) -> TrainResult:
             weight_decay=args.weight_decay,
         )
         attach_to_schedule(config, chunks, optimizer)
-        trainer = Trainer(args, tokenizer, None, chunks, optimizer, scheduler, config)
+        trainer = Trainer(args, chunks, optimizer, scheduler)
         return _train(args, trainer, tokenizer, config, rank, world)
     finally:
         destroy_num_microbatches_calculator()

@@ -10,35 +10,17 @@ import torch
 
 from ..config import GriffinConfig
 from ..presets import preset_architecture
-
-# option dest -> GriffinConfig field, for the architecture options that override the preset.
-ARCHITECTURE_OPTIONS = {
-    "block_pattern": "block_pattern",
-    "num_layers": "num_layers",
-    "hidden_size": "hidden_size",
-    "ffn_hidden_size": "ffn_hidden_size",
-    "num_attention_heads": "num_attention_heads",
-    "kv_channels": "kv_channels",
-    "lru_width": "lru_width",
-    "rglru_num_heads": "rglru_num_heads",
-    "attention_window": "attention_window",
-    "seq_length": "seq_length",
-}
+from ..recipes import ARCHITECTURE_KEYS
 
 
 def architecture_from_args(args: argparse.Namespace) -> dict:
-    """The preset's architecture with the options the user set."""
+    """The preset's architecture with the architecture options the user set (the recipe keys
+    that name GriffinConfig fields)."""
     architecture = preset_architecture(args.preset)
-    for dest, field in ARCHITECTURE_OPTIONS.items():
-        value = getattr(args, dest)
+    for key, field in ARCHITECTURE_KEYS.items():
+        value = getattr(args, key.replace("-", "_"))
         if value is not None:
             architecture[field] = value
-    if args.hidden_size is not None:
-        # Widths the preset tied to its hidden size follow a new one unless given too.
-        if args.lru_width is None:
-            architecture["lru_width"] = None
-        if args.ffn_hidden_size is None:
-            architecture["ffn_hidden_size"] = None
     return architecture
 
 

@@ -1,0 +1,172 @@
+"""`griffin-megatron train` through the command line: a short run end to end (log lines,
+Megatron-LM checkpoint layout, TensorBoard, export to HF), the embedded default run, --config
+precedence, NaN handling, and one sentence per bad input with nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from griffin_megatron.checkpointing import LATEST_FILE, MODEL_RECORD
+from griffin_megatron.cli.main import build_parser
+from griffin_megatron.training.arguments import finalize_arguments
+
+from .harness import (
+    TINY,
+    environment,
+    losses,
+    model_weights,
+    run_cli,
+    run_train,
+    snapshot,
+    validation_losses,
+)
+
+
+def test_short_run_logs_saves_and_exports(tiny_corpus, tmp_path):
+    save, board = tmp_path / "ckpt", tmp_path / "tb"
+    done = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "6",
+                      "--save", str(save), "--save-interval", "3", "--eval-interval", "3",
+                      "--log-interval", "2", "--tensorboard-dir", str(board)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert sorted(losses(out)) == [2, 4, 6]
+    line = next(l for l in out.splitlines() if l.startswith("iteration        6/6"))
+    for field in ("consumed samples: 48", "consumed tokens: 3072", "elapsed ms/iter:", "tokens/s:",
+                  "TFLOP/s/GPU:", "MFU: n/a", "lr:", "global batch: 8", "grad norm:",
+                  "skipped/nan: 0/0"):
+        assert field in line, field
+    validation = validation_losses(out)
+    assert sorted(validation) == [0, 3, 6]
+    assert validation[6] < validation[0] - 0.5
+
+    assert (save / LATEST_FILE).read_text().strip() == "6"
+    for iteration in (3, 6):
+        directory = save / f"iter_{iteration:07d}"
+        record = json.loads((directory / MODEL_RECORD).read_text())
+        assert record["iteration"] == iteration and record["has_optimizer"]
+        assert record["train_state"]["consumed_train_samples"] == 8 * iteration
+        assert (directory / "tokenizer.json").is_file()
+    assert f"griffin-megatron generate --load {save} --prompt" in out
+    assert f"griffin-megatron convert mcore-to-hf --ckpt {save} --out" in out
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(board))
+    events.Reload()
+    assert {"lm loss", "learning-rate", "tokens-per-sec", "memory-bytes",
+            "validation lm loss"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("lm loss")] == [2, 4, 6]
+
+    exported = run_cli(["convert", "mcore-to-hf", "--ckpt", str(save), "--out",
+                        str(tmp_path / "hf")], cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ids = tokenizer("The cat sat on a mat.", return_tensors="pt").input_ids
+    assert tokenizer.decode(ids[0]) == "The cat sat on a mat."
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    assert torch.isfinite(hf(ids).logits).all()
+
+
+def test_default_run_builds_its_corpus_and_trains(tmp_path):
+    """No data arguments: the standard library corpus is prepared into a fresh cache."""
+    cache = tmp_path / "cache"
+    done = run_train(["--train-iters", "3", "--eval-iters", "1", "--log-interval", "1"],
+                     cwd=tmp_path, env=environment(XDG_CACHE_HOME=str(cache)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "preparing the default corpus" in out
+    assert list((cache / "griffin-megatron").glob("stdlib-*/stdlib.bin"))
+    assert sorted(losses(out)) == [1, 2, 3]
+    assert "validation loss: first" in out
+    runs = list((tmp_path / "runs").glob("griffin-*"))
+    assert len(runs) == 1 and (runs[0] / LATEST_FILE).read_text().strip() == "3"
+    assert (runs[0] / "iter_0000003" / "tokenizer.json").is_file()
+    assert "griffin-megatron generate --load runs/griffin-" in out
+
+
+def test_config_file_below_the_command_line(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("lr: 1.0e-3\ntrain-iters: 7\nmicro-batch-size: 2\nnum-layers: 4\n"
+                      "data-path: '0.3 a 0.7 b'\n")
+    args = build_parser().parse_args(
+        ["train", "--config", str(config), "--lr", "3e-4", "--global-batch-size", "4"]
+    )
+    assert finalize_arguments(args) is False
+    assert args.lr == 3e-4  # given on the command line, although equal to the default
+    assert args.train_iters == 7 and args.micro_batch_size == 2 and args.num_layers == 4
+    assert args.data_path == ["0.3", "a", "0.7", "b"]
+
+    config.write_text("learning-rate: 1.0\n")
+    args = build_parser().parse_args(["train", "--config", str(config)])
+    with pytest.raises(ValueError, match="unknown key 'learning-rate'"):
+        finalize_arguments(args)
+
+
+@pytest.mark.usefixtures("megatron_single_process")
+def test_nan_loss_is_reported_and_its_step_skipped(tiny_corpus, tmp_path):
+    save = tmp_path / "ckpt"
+    done = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "3",
+                      "--save", str(save), "--save-interval", "1"], cwd=tmp_path,
+                     env=environment(GRIFFIN_MEGATRON_TEST_NAN_AT_ITERATION="2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "iteration 2: lm loss is nan; skipped the optimizer step" in done.stdout
+    assert "skipped/nan: 1/1" in done.stdout
+    assert "skipped iterations (non-finite loss or gradients): 1" in done.stdout
+    before, skipped, after = (model_weights(save / f"iter_{i:07d}") for i in (1, 2, 3))
+    for name, tensor in before.items():
+        assert torch.equal(tensor, skipped[name]), name
+        assert torch.isfinite(after[name]).all(), name
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def _other_tokenizer(tmp_path):
+    from griffin_megatron.data.tokenizers import train_byte_level_bpe
+
+    from .corpus import documents
+
+    return train_byte_level_bpe(documents(50, seed=9), tmp_path / "other", vocab_size=300).path
+
+
+BAD_INPUTS = {
+    "missing data": (["--data-path", "{tmp}/nothing/corpus"], "is missing"),
+    "tokenizer mismatch": (["--tokenizer", "{other}"], "was tokenized with"),
+    "another architecture": (["--load", "{ckpt}", "--num-layers", "2"], "another architecture"),
+    "batch not divisible": (["--global-batch-size", "7"], "is not divisible by --micro-batch-size=2"),
+    "save holds a run": (["--save", "{ckpt}"], "already holds checkpoints"),
+}
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tiny_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_inputs")
+    done = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "1",
+                      "--save", str(root / "ckpt")], cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "ckpt"
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_sentence_and_nothing_is_written(case, tiny_corpus, trained_checkpoint,
+                                                          tmp_path):
+    extra, message = BAD_INPUTS[case]
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    values = {"tmp": tmp_path, "ckpt": ckpt, "other": _other_tokenizer(tmp_path)}
+    extra = [arg.format(**values) for arg in extra]
+    argv = [*TINY, "--data-path", str(tiny_corpus), "--train-iters", "2"]
+    if "--save" not in extra:
+        argv += ["--save", str(tmp_path / "new")]
+    before = snapshot(tmp_path, tiny_corpus.parent)
+    done = run_train(argv + extra, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("griffin-megatron train: error: ") and error.endswith("."), error
+    assert message in error, error
+    assert "Traceback" not in done.stderr
+    assert snapshot(tmp_path, tiny_corpus.parent) == before
