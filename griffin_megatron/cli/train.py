@@ -9,6 +9,7 @@ No --data-path:       a tiny Griffin on the Python standard library's sources (a
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 
 from ..training.arguments import add_training_arguments
@@ -24,6 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from ..training.loop import pretrain
 
     default_run = finalize_arguments(args)
+    if default_run:
+        from ..training.default_run import limit_cpu_threads
+
+        note = limit_cpu_threads()
+        if note and os.environ.get("RANK", "0") == "0":
+            print(note, flush=True)
     try:
         result = pretrain(args)
         if result.is_reporter:

@@ -188,6 +188,8 @@ def finalize_arguments(args: argparse.Namespace) -> bool:
         from .default_run import SETTINGS
 
         apply_defaults(args, SETTINGS, given)
+        if args.lr_warmup_iters is None:
+            args.lr_warmup_iters = args.train_iters // 10
     check_arguments(args)
     return default_run
 
@@ -216,6 +218,12 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             raise ValueError(f"{_option(dest)}={value!r} must be a positive integer.")
     if args.lr_warmup_iters < 0:
         raise ValueError(f"--lr-warmup-iters={args.lr_warmup_iters} must not be negative.")
+    decay_iters = args.lr_decay_iters or args.train_iters
+    if args.lr_warmup_iters and args.lr_warmup_iters >= decay_iters:
+        raise ValueError(
+            f"--lr-warmup-iters={args.lr_warmup_iters} must be below the decay length "
+            f"({decay_iters} iterations, --lr-decay-iters or --train-iters); shorten the warmup."
+        )
     if args.min_lr > args.lr:
         raise ValueError(f"--min-lr={args.min_lr} is above --lr={args.lr}; the schedule decays from lr to min-lr.")
     model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size

@@ -136,7 +136,7 @@ def _other_tokenizer(tmp_path):
 BAD_INPUTS = {
     "missing data": (["--data-path", "{tmp}/nothing/corpus"], "is missing"),
     "tokenizer mismatch": (["--tokenizer", "{other}"], "was tokenized with"),
-    "another architecture": (["--load", "{ckpt}", "--num-layers", "2"], "another architecture"),
+    "another architecture": (["--load", "{ckpt}", "--num-layers", "3"], "another architecture"),
     "batch not divisible": (["--global-batch-size", "7"], "is not divisible by --micro-batch-size=2"),
     "save holds a run": (["--save", "{ckpt}"], "already holds checkpoints"),
 }
@@ -145,7 +145,7 @@ BAD_INPUTS = {
 @pytest.fixture(scope="module")
 def trained_checkpoint(tiny_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
-    done = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "1",
+    done = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "2",
                       "--save", str(root / "ckpt")], cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     return root / "ckpt"
