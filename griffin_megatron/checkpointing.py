@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
+from megatron.core.utils import unwrap_model
 
 from .config import GriffinConfig
 
@@ -81,6 +82,11 @@ def config_from_record(record: dict, **overrides) -> GriffinConfig:
     return GriffinConfig(**fields)
 
 
+def iteration_dir(save_dir: Union[str, Path], iteration: int) -> Path:
+    """Megatron-LM's directory of one saved iteration: `<save_dir>/iter_0000100`."""
+    return Path(save_dir) / f"iter_{iteration:07d}"
+
+
 def resolve_checkpoint_dir(path: Union[str, Path]) -> Path:
     """A save directory with a `latest` pointer resolves to its newest complete iteration."""
     path = Path(path)
@@ -89,7 +95,7 @@ def resolve_checkpoint_dir(path: Union[str, Path]) -> Path:
     latest = path / LATEST_FILE
     if latest.is_file():
         iteration = latest.read_text().strip()
-        resolved = path / f"iter_{int(iteration):07d}"
+        resolved = iteration_dir(path, int(iteration))
         if not resolved.is_dir():
             raise FileNotFoundError(
                 f"{latest} points at iteration {iteration} but {resolved} is missing."
@@ -143,48 +149,65 @@ def _broadcast_path(path: Optional[Path]) -> Path:
     return Path(holder[0])
 
 
-def model_sharded_state_dict(model_chunks: Sequence) -> dict:
-    """One sharded state dict over all model chunks (virtual pipeline chunks get `model{i}.`)."""
-    if len(model_chunks) == 1:
-        return model_chunks[0].sharded_state_dict()
-    state = {}
-    for i, chunk in enumerate(model_chunks):
-        state[f"model{i}"] = chunk.sharded_state_dict()
-    return state
+def _as_list(model_chunks) -> list:
+    return list(model_chunks) if isinstance(model_chunks, (list, tuple)) else [model_chunks]
 
 
-def save_model_checkpoint(
-    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]],
+def mark_latest_iteration(save_dir: Union[str, Path], iteration: int) -> None:
+    """Point `latest_checkpointed_iteration.txt` at a completed save (all ranks call this;
+    rank 0 replaces the file atomically)."""
+    if _rank() == 0:
+        latest = Path(save_dir) / LATEST_FILE
+        staging = latest.with_name(LATEST_FILE + ".partial")
+        staging.write_text(f"{iteration}\n")
+        os.replace(staging, latest)
+    _barrier()
+
+
+def model_sharded_state_dict(model_chunks: Sequence, metadata: Optional[dict] = None) -> dict:
+    """One sharded state dict over all model chunks (virtual pipeline chunks get `model{i}.`).
+
+    Wrappers (DDP, Float16Module) are looked through, so keys are the model's own. Tensor keys
+    name global layers, so the nesting does not matter for resharding.
+    """
+    chunks = unwrap_model(_as_list(model_chunks))
+    if len(chunks) == 1:
+        return chunks[0].sharded_state_dict(metadata=metadata)
+    return {f"model{i}": chunk.sharded_state_dict(metadata=metadata) for i, chunk in enumerate(chunks)}
+
+
+def check_writable(directory: Union[str, Path], overwrite: bool) -> None:
+    out = Path(directory)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{out} already exists and is not empty; choose a new directory or allow "
+            "overwriting (--overwrite)."
+        )
+
+
+def save_sharded_atomically(
+    sharded_state_dict: dict,
     directory: Union[str, Path],
+    record: dict,
     *,
-    backend: str = "local",
     overwrite: bool = False,
-    extra_record: Optional[dict] = None,
     tokenizer_dir: Optional[Union[str, Path]] = None,
 ) -> Path:
-    """Save the model's weights as a distributed checkpoint (all ranks call this).
-
-    The checkpoint is written into a fresh sibling directory and renamed into place once every
-    rank has finished, so an interrupted save never leaves a half-written `directory`.
-    """
-    chunks = model_chunks if isinstance(model_chunks, (list, tuple)) else [model_chunks]
+    """dist_checkpointing.save into a fresh sibling directory, then rename it into place once
+    every rank has finished, so an interrupted save never leaves a half-written `directory`.
+    All ranks call this; rank 0 writes the model record (and tokenizer files)."""
     out = Path(directory)
+    check_writable(out, overwrite)  # on every rank, so that all of them stop together
     if _rank() == 0:
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise FileExistsError(
-                f"{out} already exists and is not empty; choose a new directory or allow "
-                "overwriting (--overwrite)."
-            )
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     else:
         staging = None
     staging = _broadcast_path(staging)
     try:
-        dist_checkpointing.save(model_sharded_state_dict(chunks), str(staging))
+        dist_checkpointing.save(sharded_state_dict, str(staging))
         _barrier()
         if _rank() == 0:
-            record = model_record(chunks[0].config, backend, **(extra_record or {}))
             (staging / MODEL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
             if tokenizer_dir is not None:
                 copy_tokenizer_files(tokenizer_dir, staging)
@@ -214,14 +237,28 @@ def _without_extra_state(sharded: dict) -> dict:
     }
 
 
-def load_model_checkpoint(
-    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]], directory: Union[str, Path]
-) -> None:
-    """Load weights saved at any parallel layout into this layout's model chunks (in place)."""
-    chunks = model_chunks if isinstance(model_chunks, (list, tuple)) else [model_chunks]
-    directory = resolve_checkpoint_dir(directory)
+def save_model_checkpoint(
+    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]],
+    directory: Union[str, Path],
+    *,
+    backend: str = "local",
+    overwrite: bool = False,
+    extra_record: Optional[dict] = None,
+    tokenizer_dir: Optional[Union[str, Path]] = None,
+) -> Path:
+    """Save the model's weights as a distributed checkpoint (all ranks call this); atomic."""
+    chunks = _as_list(model_chunks)
+    record = model_record(unwrap_model(chunks[0]).config, backend, **(extra_record or {}))
+    return save_sharded_atomically(
+        model_sharded_state_dict(chunks), directory, record,
+        overwrite=overwrite, tokenizer_dir=tokenizer_dir,
+    )
+
+
+def check_architecture(directory: Union[str, Path], config: GriffinConfig) -> dict:
+    """The checkpoint's record, after checking that it holds this architecture."""
     record = read_model_record(directory)
-    expected = architecture_dict(chunks[0].config)
+    expected = architecture_dict(config)
     mismatched = {
         k: (record["architecture"].get(k), v)
         for k, v in expected.items()
@@ -234,17 +271,34 @@ def load_model_checkpoint(
             f"{wanted!r}); build the model from the checkpoint's record or pick the matching "
             "checkpoint."
         )
-    request = model_sharded_state_dict(chunks)
-    # Both backends save their weights under the same keys (layer_specs.FUSED_NORM_CHECKPOINT_KEYS
-    # maps TE's fused norm weights); only TE's FP8 state has no counterpart.
-    if record.get("backend", "local") != getattr(chunks[0], "backend", "local"):
-        request = _without_extra_state(request)
-    loaded = dist_checkpointing.load(request, str(directory))
+    return record
+
+
+def load_model_state(model_chunks, loaded: dict) -> None:
+    """Copy a loaded model state (as nested by `model_sharded_state_dict`) into the chunks."""
+    chunks = unwrap_model(_as_list(model_chunks))
     if len(chunks) == 1:
         chunks[0].load_state_dict(loaded, strict=False)
     else:
         for i, chunk in enumerate(chunks):
             chunk.load_state_dict(loaded[f"model{i}"], strict=False)
+
+
+def load_model_checkpoint(
+    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]], directory: Union[str, Path]
+) -> None:
+    """Load weights saved at any parallel layout into this layout's model chunks (in place).
+    Reads model-only checkpoints and full training checkpoints alike."""
+    chunks = _as_list(model_chunks)
+    directory = resolve_checkpoint_dir(directory)
+    record = check_architecture(directory, unwrap_model(chunks[0]).config)
+    request = model_sharded_state_dict(chunks)
+    # Both backends save their weights under the same keys (layer_specs.FUSED_NORM_CHECKPOINT_KEYS
+    # maps TE's fused norm weights); only TE's FP8 state has no counterpart.
+    if record.get("backend", "local") != getattr(unwrap_model(chunks[0]), "backend", "local"):
+        request = _without_extra_state(request)
+    loaded = dist_checkpointing.load(request, str(directory))
+    load_model_state(chunks, loaded)
 
 
 def build_model_from_checkpoint(

@@ -188,9 +188,9 @@ class GriffinConfig(TransformerConfig):
                 f"rotary_percent={self.rotary_percent} of head dimension {head_dim} gives "
                 f"{rotary_dim} rotary channels, which must be an even integer; adjust either."
             )
+        # lru_width % tp follows from these two: lru_width = rglru_num_heads x block width.
         checks = [
             ("rglru_num_heads", self.rglru_num_heads, "each rank must own whole RG-LRU gate blocks"),
-            ("lru_width", self.lru_width, "the recurrent width is split across ranks"),
             ("num_attention_heads", self.num_attention_heads, "query heads are split across ranks"),
             ("ffn_hidden_size", self.ffn_hidden_size, "the MLP is split across ranks"),
             ("vocab_size", self.vocab_size, "the vocabulary is split across ranks"),
@@ -203,6 +203,24 @@ class GriffinConfig(TransformerConfig):
                     + (" or pad the vocabulary" if name == "vocab_size" else "")
                     + "."
                 )
+        if self.sequence_parallel and self.seq_length % tp:
+            _fail(
+                f"seq_length={self.seq_length} is not divisible by tensor_model_parallel_size={tp}"
+                ", but sequence parallelism gives each rank an equal slice of the sequence; "
+                "choose a sequence length that is a multiple of the tensor-parallel size."
+            )
+        if (
+            self.virtual_pipeline_model_parallel_size is not None
+            and self.pipeline_model_parallel_size == 2
+            and self.batch_p2p_comm
+        ):
+            _fail(
+                f"virtual_pipeline_model_parallel_size={self.virtual_pipeline_model_parallel_size} "
+                "with pipeline_model_parallel_size=2 needs "
+                "batch_p2p_comm=False (and overlap_p2p_comm=True, as Megatron-LM sets them): a "
+                "batched exchange between the same two ranks carries both activations and "
+                "gradients of equal shape, which can be matched to the wrong receive."
+            )
         groups = self.num_query_groups
         if groups % tp and tp % groups:
             _fail(

@@ -13,6 +13,7 @@ from typing import Dict
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
+from megatron.core.utils import unwrap_model
 from torch import Tensor
 
 from .layer_specs import FUSED_NORM_CHECKPOINT_KEYS
@@ -61,15 +62,22 @@ def _global_name(name: str, offset: int) -> str:
     return f"decoder.layers.{int(match.group(1)) + offset}.{match.group(2)}"
 
 
-def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
-    """Copy a full TP=1 / PP=1 state dict (local backend names) into this rank's shard of
-    `model`, whichever backend it was built with."""
-    rank, size, _ = _tp()
+def named_parameters_by_global_name(model):
+    """(name, parameter) of one model chunk (wrappers such as DDP removed), named as in a
+    single-stage model: layers carry their global index, whatever pipeline stage holds them."""
+    model = unwrap_model(model)
     offset = _layer_offset(model)
+    for name, param in model.named_parameters():
+        yield _global_name(local_parameter_name(name), offset), param
+
+
+def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
+    """Copy a full TP=1 / PP=1 state dict into this rank's shard of `model` (one model chunk,
+    possibly wrapped in DDP / Float16Module; call it once per virtual-pipeline chunk)."""
+    rank, size, _ = _tp()
     missing = []
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            key = _global_name(local_parameter_name(name), offset)
+        for key, param in named_parameters_by_global_name(model):
             if key == "output_layer.weight" and key not in full_state:
                 key = "embedding.word_embeddings.weight"  # tied output layer on the last stage
             if key not in full_state:
@@ -88,6 +96,13 @@ def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
             f"the checkpoint lacks {len(missing)} of the model's tensors (first: {missing[0]}); "
             "it was made for another architecture."
         )
+
+
+def gather_tensor_parallel(shard: Tensor, param: Tensor) -> Tensor:
+    """The full tensor of a tensor-parallel parameter (or of a tensor shaped like its shard,
+    e.g. its gradient); every rank of the tensor-parallel group calls this."""
+    _, size, group = _tp()
+    return _gather(shard, param, size, group)
 
 
 def _gather(shard: Tensor, param: Tensor, size: int, group) -> Tensor:
@@ -114,7 +129,7 @@ def gather_full_state_dict(model) -> Dict[str, Tensor]:
             )
     _, size, group = _tp()
     full = {}
-    for name, param in model.named_parameters():
+    for name, param in unwrap_model(model).named_parameters():
         if name == "output_layer.weight":
             continue
         full[local_parameter_name(name)] = _gather(param.detach(), param, size, group).cpu()
