@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -192,10 +192,14 @@ def save_sharded_atomically(
     *,
     overwrite: bool = False,
     tokenizer_dir: Optional[Union[str, Path]] = None,
+    after_write: Optional[Callable[[Path], None]] = None,
 ) -> Path:
     """dist_checkpointing.save into a fresh sibling directory, then rename it into place once
     every rank has finished, so an interrupted save never leaves a half-written `directory`.
-    All ranks call this; rank 0 writes the model record (and tokenizer files)."""
+    All ranks call this; rank 0 writes the model record (and tokenizer files).
+
+    after_write(staging): called on every rank once all shards are written, before the rename
+    (tests use it to interrupt a save at its most delicate point)."""
     out = Path(directory)
     check_writable(out, overwrite)  # on every rank, so that all of them stop together
     if _rank() == 0:
@@ -207,6 +211,8 @@ def save_sharded_atomically(
     try:
         dist_checkpointing.save(sharded_state_dict, str(staging))
         _barrier()
+        if after_write is not None:
+            after_write(staging)
         if _rank() == 0:
             (staging / MODEL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
             if tokenizer_dir is not None:

@@ -16,7 +16,7 @@ Everything runs on GPUs with NCCL and on CPUs with gloo (griffin_megatron.cpu_co
 from .checkpoint import load_checkpoint, save_checkpoint, training_sharded_state_dict
 from .data_parallel import default_ddp_config, wrap_data_parallel
 from .forward_step import average_lm_loss, forward_step, masked_token_loss
-from .grads import attach_to_schedule, finalize_grads, full_gradients
+from .grads import attach_to_schedule, finalize_grads, full_gradients, gradients_are_finite
 from .model_provider import build_griffin_chunk, build_model_chunks, virtual_stages
 from .optimizer import build_optimizer, build_scheduler
 
@@ -31,6 +31,7 @@ __all__ = [
     "finalize_grads",
     "forward_step",
     "full_gradients",
+    "gradients_are_finite",
     "load_checkpoint",
     "masked_token_loss",
     "save_checkpoint",

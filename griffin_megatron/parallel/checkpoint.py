@@ -16,7 +16,7 @@ With `iteration`, saves go to `<directory>/iter_0000010/` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 from megatron.core import dist_checkpointing
 from megatron.core.optimizer import MegatronOptimizer
@@ -97,6 +97,16 @@ def _materialize_optimizer_state(optimizer: MegatronOptimizer) -> None:
             inner._init_optimizer_states_with_dummy_values()
 
 
+def _checked_extra_state(extra_state: Optional[dict], state: dict) -> dict:
+    clashes = sorted(set(extra_state or {}) & set(state))
+    if clashes:
+        raise ValueError(
+            f"extra checkpoint entries {clashes} clash with the model/optimizer entries; "
+            "rename them."
+        )
+    return dict(extra_state or {})
+
+
 def _sync_overlapped_param_gather(chunks: List[MegatronModule]) -> None:
     """With DDP's overlapped parameter all-gather the distributed optimizer's updates reach the
     weights only at the next forward pass; gather them now so the saved weights are current (as
@@ -118,8 +128,14 @@ def save_checkpoint(
     overwrite: bool = False,
     tokenizer_dir: Optional[Union[str, Path]] = None,
     extra_record: Optional[dict] = None,
+    extra_state: Optional[dict] = None,
+    after_write: Optional[Callable[[Path], None]] = None,
 ) -> Path:
     """Save model chunks (+ optimizer and scheduler state) atomically; all ranks call this.
+
+    extra_state: more entries of the checkpoint (sharded objects such as per-rank RNG states,
+    or plain values such as a training loop's counters), saved under their own keys.
+    after_write: see `checkpointing.save_sharded_atomically`.
 
     Returns the checkpoint directory (`<directory>/iter_XXXXXXX` when `iteration` is given).
     """
@@ -140,7 +156,9 @@ def save_checkpoint(
         **(extra_record or {}),
     )
     state = training_sharded_state_dict(chunks, optimizer, scheduler, iteration)
-    save_sharded_atomically(state, target, record, overwrite=overwrite, tokenizer_dir=tokenizer_dir)
+    state.update(_checked_extra_state(extra_state, state))
+    save_sharded_atomically(state, target, record, overwrite=overwrite,
+                            tokenizer_dir=tokenizer_dir, after_write=after_write)
     if iteration is not None:
         mark_latest_iteration(directory, iteration)
     return target
@@ -151,12 +169,17 @@ def load_checkpoint(
     chunks: List[MegatronModule],
     optimizer: Optional[MegatronOptimizer] = None,
     scheduler: Optional[OptimizerParamScheduler] = None,
+    *,
+    extra_state: Optional[dict] = None,
 ) -> dict:
     """Load a checkpoint saved at any parallel layout into this layout (in place).
 
     `directory` is a checkpoint, or a save directory with `latest_checkpointed_iteration.txt`.
-    Pass an optimizer / scheduler to restore theirs too (the checkpoint must hold them).
-    Returns {"directory": the checkpoint read, "iteration": the saved iteration or None}.
+    Pass an optimizer / scheduler to restore theirs too (the checkpoint must hold them), and
+    the extra entries to read back as passed to `save_checkpoint` (sharded objects with data
+    None as templates; plain values are read back whatever the template holds).
+    Returns {"directory": the checkpoint read, "iteration": the saved iteration or None,
+    "extra_state": {key: loaded value}}.
     """
     directory = resolve_checkpoint_dir(directory)
     record = check_architecture(directory, unwrap_model(chunks[0]).config)
@@ -172,6 +195,7 @@ def load_checkpoint(
     if optimizer is not None:
         _materialize_optimizer_state(optimizer)
     request = training_sharded_state_dict(chunks, optimizer, scheduler, is_loading=True)
+    request.update(_checked_extra_state(extra_state, request))
     loaded = dist_checkpointing.load(request, str(directory))
     for key, model in zip(_model_keys(len(chunks)), unwrap_model(list(chunks))):
         model.load_state_dict(loaded[key], strict=False)
@@ -179,4 +203,5 @@ def load_checkpoint(
         optimizer.load_state_dict(loaded[OPTIMIZER_KEY])
     if scheduler is not None:
         scheduler.load_state_dict(loaded[SCHEDULER_KEY])
-    return {"directory": directory, "iteration": loaded.get(ITERATION_KEY)}
+    extra = {key: loaded.get(key) for key in (extra_state or {})}
+    return {"directory": directory, "iteration": loaded.get(ITERATION_KEY), "extra_state": extra}

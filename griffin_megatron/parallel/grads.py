@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+import torch
 from megatron.core.distributed import DistributedDataParallel, finalize_model_grads
 from megatron.core.transformer.module import MegatronModule
 from torch import Tensor
@@ -53,6 +54,25 @@ def attach_to_schedule(config: GriffinConfig, chunks: List[MegatronModule], opti
 def finalize_grads(chunks: List[MegatronModule], num_tokens: Tensor = None) -> None:
     """Finalise gradients outside a schedule (e.g. after a hand-written backward pass)."""
     finalize_model_grads(chunks, num_tokens)
+
+
+def gradients_are_finite(chunks: List[MegatronModule]) -> bool:
+    """Whether every gradient on every rank is finite: one all-reduce over all ranks, so that
+    every rank skips (or takes) the optimizer step together.
+
+    Reads each rank's local gradients whole, after finalisation and before the optimizer step.
+    With the distributed optimizer a non-finite value that went into another rank's slice of
+    the reduce-scatter is still in this rank's own buffer, so it is seen here too."""
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+    found = torch.zeros(1, dtype=torch.float32, device=device)
+    for chunk in chunks:
+        for param in chunk.parameters():
+            grad = parameter_gradient(param)
+            if grad is not None:
+                found = torch.maximum(found, (~torch.isfinite(grad)).any().float().view(1))
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(found, op=torch.distributed.ReduceOp.MAX)
+    return not bool(found.item())
 
 
 def parameter_gradient(param) -> Tensor:
