@@ -147,7 +147,7 @@ class TrainingLogger:
             f"elapsed ms/iter: {seconds * 1e3:.1f}",
             f"tokens/s: {rates['tokens/s']:.0f}",
             f"TFLOP/s/GPU: {rates['TFLOP/s/GPU']:.3g}",
-            f"MFU: {_fmt(rates['MFU'] and rates['MFU'] * 100, '.1f')}{'%' if rates['MFU'] else ''}",
+            f"MFU: {_fmt(rates['MFU'], '.1%')}",
             f"lr: {lr:.3E}",
             f"global batch: {self.args.global_batch_size:d}",
             f"lm loss: {_fmt(mean_loss, '.6E')}",

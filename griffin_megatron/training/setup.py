@@ -1,0 +1,99 @@
+"""What a run settles before its first step: data and tokenizer checks, the model config, the
+save directory all ranks agree on, and the numbers its banner and throughput report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.utils import unwrap_model
+
+from ..config import GriffinConfig
+from ..data.tokenizers import TextTokenizer
+from . import data
+from .arguments import data_parallel_size
+from .logging import Throughput
+from .model_config import build_model_config
+
+
+def checked_data(args: argparse.Namespace) -> TextTokenizer:
+    """The tokenizer of the run, after checking the datasets exist and match it."""
+    prefixes, _ = data.parse_blend(args.data_path)
+    data.check_dataset_files(prefixes)
+    return data.resolve_tokenizer(prefixes, args.tokenizer)
+
+
+def model_config(args: argparse.Namespace, tokenizer: TextTokenizer) -> GriffinConfig:
+    vocab = data.padded_vocab_size(tokenizer.vocab_size, args.make_vocab_size_divisible_by,
+                                   args.tensor_model_parallel_size)
+    config = build_model_config(args, vocab)
+    args.seq_length = config.seq_length
+    return config
+
+
+def rank0_first(build):
+    """Run `build` on rank 0 while the others wait, then return its result everywhere."""
+    holder = [build() if dist.get_rank() == 0 else None]
+    if dist.get_world_size() > 1:
+        dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def agreed_save_directory(args: argparse.Namespace) -> Optional[str]:
+    """--save, or a fresh ./runs/griffin-<time> chosen by rank 0 (never an existing one)."""
+    if args.no_save:
+        return None
+    if args.save is not None:
+        return str(Path(args.save).expanduser())
+
+    def fresh() -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        candidate, n = Path("runs") / f"griffin-{stamp}", 1
+        while candidate.exists():
+            n += 1
+            candidate = Path("runs") / f"griffin-{stamp}-{n}"
+        return str(candidate)
+
+    return rank0_first(fresh)
+
+
+def throughput(args: argparse.Namespace, config: GriffinConfig) -> Throughput:
+    from ..flops import griffin_forward_flops, peak_bf16_tflops, training_flops
+
+    flops = training_flops(griffin_forward_flops(config, args.seq_length), args.global_batch_size)
+    peak = peak_bf16_tflops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
+    return Throughput(args.global_batch_size * args.seq_length, flops, dist.get_world_size(), peak)
+
+
+def parameter_count(chunks) -> int:
+    """Parameters of the whole model, counted from every rank's chunks: tensor-parallel shards
+    summed, replicated tensors once, the tied output copy of the last pipeline stage not."""
+    local = 0
+    first_tensor_rank = parallel_state.get_tensor_model_parallel_rank() == 0
+    for model in unwrap_model(list(chunks)):
+        for name, param in model.named_parameters():
+            if name == "output_layer.weight":
+                continue
+            if getattr(param, "tensor_model_parallel", False) or first_tensor_rank:
+                local += param.numel()
+    total = torch.tensor([local], dtype=torch.int64,
+                         device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.all_reduce(total, group=parallel_state.get_model_parallel_group())
+    return int(total.item())
+
+
+def banner(args: argparse.Namespace, config: GriffinConfig, chunks) -> str:
+    world = dist.get_world_size()
+    return (
+        f"training {'Hawk' if config.is_hawk else 'Griffin'} ({''.join(config.layer_types)}, "
+        f"{parameter_count(chunks) / 1e6:.2f}M parameters, vocabulary {config.vocab_size}) for "
+        f"{args.train_iters} iterations | {world} process(es): TP={args.tensor_model_parallel_size} "
+        f"PP={args.pipeline_model_parallel_size} DP={data_parallel_size(args, world)} | global "
+        f"batch {args.global_batch_size} x {args.seq_length} tokens | "
+        f"{'bf16' if args.bf16 else 'fp32'} | {'cuda' if torch.cuda.is_available() else 'cpu'}"
+    )
