@@ -194,6 +194,12 @@ def finalize_arguments(args: argparse.Namespace) -> bool:
     return default_run
 
 
+def same_directory(a: Optional[str], b: Optional[str]) -> bool:
+    if a is None or b is None:
+        return False
+    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -253,10 +259,30 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
         )
     if args.sequence_parallel and args.tensor_model_parallel_size == 1:
         raise ValueError("--sequence-parallel needs --tensor-model-parallel-size > 1.")
+    _check_logging_packages(args)
     if args.finetune and args.load is None:
         raise ValueError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")
     if args.load is not None and not os.path.exists(os.path.expanduser(args.load)):
-        raise FileNotFoundError(f"--load {args.load} does not exist; pass a checkpoint or save directory.")
+        # `--save DIR --load DIR` is how Megatron-LM jobs resume; the first launch has no DIR yet.
+        if not same_directory(args.load, args.save):
+            raise FileNotFoundError(
+                f"--load {args.load} does not exist; pass a checkpoint or save directory."
+            )
+
+
+def _check_logging_packages(args: argparse.Namespace) -> None:
+    """Missing logging packages fail here, on every rank, not later on the rank that logs."""
+    import importlib.util
+
+    needs = [("--tensorboard-dir", args.tensorboard_dir, "tensorboard",
+              "pip install griffin-megatron[train]` or `pip install tensorboard"),
+             ("--wandb-project", args.wandb_project, "wandb", "pip install wandb")]
+    for option, value, package, install in needs:
+        if value and importlib.util.find_spec(package) is None:
+            raise ImportError(
+                f"{option} needs the {package} package, which is not installed; install it with "
+                f"`{install}` or drop {option}."
+            )
 
 
 def data_parallel_size(args: argparse.Namespace, world: Optional[int] = None) -> int:

@@ -25,7 +25,8 @@ import torch
 from megatron.core import parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
-from ..checkpointing import LATEST_FILE, read_model_record, resolve_checkpoint_dir
+from ..checkpointing import LATEST_FILE, MODEL_RECORD, read_model_record, resolve_checkpoint_dir
+from .arguments import same_directory
 
 RNG_KEY = "rng_state"
 TRAIN_STATE_KEY = "train_state"
@@ -84,7 +85,7 @@ def check_save_directory(args: argparse.Namespace) -> None:
     if save.exists() and not save.is_dir():
         raise FileExistsError(f"--save {save} is a file; pass a directory for the checkpoints.")
     held = sorted(save.glob("iter_*")) + sorted(save.glob(LATEST_FILE)) if save.is_dir() else []
-    resuming = args.load is not None and Path(args.load).expanduser().resolve() == save.resolve()
+    resuming = same_directory(args.load, args.save)
     if held and not resuming:
         raise FileExistsError(
             f"--save {save} already holds checkpoints ({held[-1].name}); pass --load {save} to "
@@ -122,6 +123,15 @@ def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration
         extra_record={"train_state": train_state, "layout": _layout()},
         extra_state={RNG_KEY: _rng_sharded_object(_rng_state()), TRAIN_STATE_KEY: train_state},
         after_write=_pause_hook(iteration),
+    )
+
+
+def nothing_to_resume(args) -> bool:
+    """`--load` names this run's own --save directory, which holds no checkpoint yet (the first
+    launch of a job that always passes `--save DIR --load DIR`)."""
+    load = Path(args.load).expanduser()
+    return same_directory(args.load, args.save) and not (
+        (load / LATEST_FILE).is_file() or (load / MODEL_RECORD).is_file()
     )
 
 

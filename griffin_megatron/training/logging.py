@@ -79,23 +79,14 @@ class TrainingLogger:
 
             self.bar = tqdm(total=args.train_iters, initial=start_iteration, unit="it",
                             dynamic_ncols=True, leave=False)
+        # Both packages were checked for by arguments.check_arguments on every rank.
         if args.tensorboard_dir:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ImportError(
-                    "--tensorboard-dir needs the tensorboard package; install it with "
-                    "`pip install griffin-megatron[train]` or `pip install tensorboard`."
-                ) from None
+            from torch.utils.tensorboard import SummaryWriter
+
             self.tensorboard = SummaryWriter(log_dir=args.tensorboard_dir, max_queue=100)
         if args.wandb_project:
-            try:
-                import wandb
-            except ImportError:
-                raise ImportError(
-                    "--wandb-project needs the wandb package; install it with `pip install wandb` "
-                    "or drop --wandb-project."
-                ) from None
+            import wandb
+
             self.wandb = wandb.init(project=args.wandb_project, name=args.wandb_exp_name,
                                     config={k: v for k, v in vars(args).items() if not k.startswith("_")})
 

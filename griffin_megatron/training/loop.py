@@ -96,6 +96,8 @@ def pretrain(args: argparse.Namespace) -> TrainResult:
 
 
 def _resume(args, trainer: Trainer) -> str:
+    if checkpoint.nothing_to_resume(args):
+        return f"no checkpoint in {args.load} yet: starting from scratch"
     restored = checkpoint.load_training_checkpoint(
         args, trainer.chunks, trainer.optimizer, trainer.scheduler
     )
