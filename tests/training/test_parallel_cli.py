@@ -16,26 +16,25 @@ LAYOUTS = {
 ITERATIONS = 3
 
 
-@pytest.fixture(scope="module")
-def start_and_reference(tiny_corpus, tmp_path_factory):
-    root = tmp_path_factory.mktemp("parallel")
-    start = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "2",
-                       "--save", str(root / "start")], cwd=root)
-    assert start.returncode == 0, start.stderr[-3000:]
-    reference = run_train(_finetune(tiny_corpus, root), cwd=root)
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    return root, losses(reference.stdout)
-
-
-def _finetune(corpus, root):
+def _finetune(corpus, start):
     return [*TINY, "--data-path", str(corpus), "--train-iters", str(ITERATIONS),
-            "--load", str(root / "start"), "--finetune", "--no-save"]
+            "--load", str(start), "--finetune", "--no-save"]
+
+
+@pytest.fixture(scope="module")
+def reference_losses(tiny_corpus, tiny_checkpoint, tmp_path_factory):
+    done = run_train(_finetune(tiny_corpus, tiny_checkpoint),
+                     cwd=tmp_path_factory.mktemp("reference"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return losses(done.stdout)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_two_process_layout_matches_one_process(layout, tiny_corpus, start_and_reference):
-    root, reference = start_and_reference
-    done = run_train(_finetune(tiny_corpus, root) + LAYOUTS[layout], cwd=root, nproc=2)
+def test_two_process_layout_matches_one_process(layout, tiny_corpus, tiny_checkpoint,
+                                                reference_losses, tmp_path):
+    reference = reference_losses
+    done = run_train(_finetune(tiny_corpus, tiny_checkpoint) + LAYOUTS[layout], cwd=tmp_path,
+                     nproc=2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stdout
     got = losses(done.stdout)
