@@ -36,6 +36,8 @@ class GriffinSequenceParams(PackedSeqParams):
     positions: rotary positions (HF `position_ids` when given, else restarting per document).
     packed_format: the caller's qkv_format ("thd" when Megatron packed sequences came in).
     cache: recurrent and attention state for generation, or None when training.
+    last_token_logits: compute logits for the chunk's last token only (generation prefill: the
+        [T, B, V] logits of a long prompt would dwarf the model).
     """
 
     reset: Optional[Tensor] = None
@@ -43,6 +45,7 @@ class GriffinSequenceParams(PackedSeqParams):
     positions: Optional[Tensor] = None
     packed_format: Optional[str] = None
     cache: Optional[GriffinInferenceCache] = None
+    last_token_logits: bool = False
 
 
 def _resets_from_cu_seqlens(cu_seqlens: Tensor, total: int, device) -> Tensor:
