@@ -122,6 +122,7 @@ def stream_generate(
     *,
     seed: Optional[int] = None,
     prefill_chunk_size: Optional[int] = None,
+    cache: Optional[GriffinInferenceCache] = None,
 ) -> Iterator[List[Optional[int]]]:
     """Yield, step by step, the new token of every row (None once a row has produced `eos`).
 
@@ -142,7 +143,13 @@ def stream_generate(
     ids, positions = left_pad(prompts, device)
     batch, length = ids.shape
     chunk = prefill_chunk_size or length
-    cache = GriffinInferenceCache(batch, device=device, max_length=length + max_new_tokens)
+    if cache is None:
+        cache = GriffinInferenceCache(batch, device=device, max_length=length + max_new_tokens)
+    elif cache.has_history or cache.batch_size != batch:
+        raise ValueError(
+            f"cache must be a fresh GriffinInferenceCache for {batch} prompts (got one for "
+            f"{cache.batch_size} that has seen {cache.seen_tokens} tokens); create a new one."
+        )
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
 
@@ -182,6 +189,7 @@ def generate(
     *,
     seed: Optional[int] = None,
     prefill_chunk_size: Optional[int] = None,
+    cache: Optional[GriffinInferenceCache] = None,
     stream: Optional[Callable[[List[Optional[int]]], None]] = None,
 ) -> List[List[int]]:
     """Continue each prompt; returns the new tokens of every row (ending with `eos` if produced).
@@ -196,12 +204,14 @@ def generate(
         eos: token id(s) that end a row.
         seed: seeds the sampling generator (None: torch's global generator).
         prefill_chunk_size: prefill long prompts in chunks of this many tokens (bounds memory).
+        cache: a fresh GriffinInferenceCache to fill, e.g. to inspect its size afterwards
+            (default: one sized to the longest prompt plus max_new_tokens).
         stream: called after every step with the new token per row (None for ended rows).
     """
     outputs: List[List[int]] = [[] for _ in prompts] if isinstance(prompts, (list, tuple)) else []
     for step_tokens in stream_generate(
         model, prompts, max_new_tokens, temperature, top_k, top_p, eos,
-        seed=seed, prefill_chunk_size=prefill_chunk_size,
+        seed=seed, prefill_chunk_size=prefill_chunk_size, cache=cache,
     ):
         for row, token in enumerate(step_tokens):
             if token is not None:

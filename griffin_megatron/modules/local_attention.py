@@ -56,7 +56,6 @@ def local_attention(
     scale: float,
     tokens_since_start: Optional[Tensor] = None,
     num_past: int = 0,
-    key_valid: Optional[Tensor] = None,
     block_size: Optional[int] = None,
 ) -> Tensor:
     """Sliding-window attention over position-contiguous keys.
@@ -64,7 +63,6 @@ def local_attention(
     Shapes: q [Tq, B, Hq, d]; k, v [Tk, B, Hk, d] with Tk = num_past + Tq, where query i is
     key num_past + i (the keys before it are earlier tokens, e.g. from a cache).
     tokens_since_start: [Tq, B], how far back the query's document reaches (None: no limit).
-    key_valid: [Tk] bool, False for key slots that hold nothing (None: all valid).
     Returns [Tq, B, Hq, d].
     """
     Tq, B, Hq, d = q.shape
@@ -80,8 +78,6 @@ def local_attention(
         allowed = ((rel >= 0) & (rel < W)).unsqueeze(0)  # [1, Tq, Tk]
         if tokens_since_start is not None:
             allowed = allowed & (rel.unsqueeze(0) <= tokens_since_start.t().unsqueeze(-1))
-        if key_valid is not None:
-            allowed = allowed & key_valid.view(1, 1, Tk)
         out = _sdpa(qh, kh, vh, allowed.unsqueeze(1), scale)  # [B, Hq, Tq, d]
         return out.permute(2, 0, 1, 3)
 
@@ -105,8 +101,6 @@ def local_attention(
     block_start = torch.arange(num_blocks, device=q.device) * Bq
     key_index = P + block_start.view(num_blocks, 1) + c - (W - 1)  # [nb, L] index into k
     valid = (key_index >= 0) & (key_index < Tk)
-    if key_valid is not None:
-        valid = valid & key_valid[key_index.clamp(0, Tk - 1)]
     allowed = allowed & valid.view(1, num_blocks, 1, L)
     if tokens_since_start is not None:
         since = F.pad(tokens_since_start.t(), (0, pad_q), value=W)  # [B, Tq_pad]
@@ -139,9 +133,10 @@ def ring_attention_step(
     """One decode step: write the new key/value into the ring, then attend to the ring in place.
 
     The ring holds the last S <= W positions, so every filled slot is inside the window; a slot
-    counts when it is filled and inside the query's document. Softmax attention does not depend
-    on key order once RoPE is applied, so the ring is never reordered or copied. The query heads
-    of each key/value group become the rows of one attention problem (no GQA expansion).
+    counts when it is inside the query's document. Softmax attention does not depend
+    on key order once RoPE is applied, so the ring is never reordered or copied. Until the ring
+    wraps, only its filled prefix is read. The query heads of each key/value group become the
+    rows of one attention problem (no GQA expansion).
     q: [1, B, Hq, d]; k, v: [1, B, Hk, d]; tokens_since_start: [1, B]. Returns [1, B, Hq, d].
     """
     B, Hk, S, d = state.keys.shape
@@ -150,11 +145,16 @@ def ring_attention_step(
     state.keys[:, :, slot] = k[0].to(state.keys.dtype)
     state.values[:, :, slot] = v[0].to(state.values.dtype)
     state.slot_positions[slot] = query_position
-    rel = query_position - state.slot_positions  # [S]
-    allowed = (state.slot_positions >= 0) & (rel.view(1, S) <= tokens_since_start.view(B, 1))
+    filled = min(S, query_position + 1)  # the ring fills slots 0, 1, ... before it wraps
+    distance = query_position - state.slot_positions[:filled]
+    allowed = distance.view(1, filled) <= tokens_since_start.view(B, 1)  # [B, filled]
     grouped_q = q[0].reshape(B, Hk, Hq // Hk, d).to(state.keys.dtype)  # [B, Hk, Hq / Hk, d]
     out = F.scaled_dot_product_attention(
-        grouped_q, state.keys, state.values, attn_mask=allowed.view(B, 1, 1, S), scale=scale
+        grouped_q,
+        state.keys[:, :, :filled],
+        state.values[:, :, :filled],
+        attn_mask=allowed.view(B, 1, 1, filled),
+        scale=scale,
     )
     return out.reshape(1, B, Hq, d).to(q.dtype)
 
@@ -170,16 +170,19 @@ def _write_ring(state: AttentionLayerState, k: Tensor, v: Tensor, first_position
     state.slot_positions[index] = positions.to(state.slot_positions.device)
 
 
-def _ring_in_order(state: AttentionLayerState, dtype: torch.dtype):
-    """Ring contents sorted by position, sequence-first: keys, values [S, B, Hk, d], valid [S].
+def _ring_in_order(state: AttentionLayerState, next_position: int, dtype: torch.dtype):
+    """The keys and values held by the ring, oldest first, sequence-first: [P, B, Hk, d] each.
 
-    Empty slots (position -1) sort first; the filled ones are the positions just before the
-    next token, in order, as `local_attention`'s `num_past` expects.
+    They are the P positions just before `next_position`, as `local_attention`'s num_past
+    expects. Until the ring wraps, slots 0..next_position-1 hold exactly those, in order.
     """
-    order = torch.argsort(state.slot_positions)
-    keys = state.keys.index_select(2, order).permute(2, 0, 1, 3).to(dtype)
-    values = state.values.index_select(2, order).permute(2, 0, 1, 3).to(dtype)
-    return keys, values, state.slot_positions[order] >= 0
+    slots = state.slot_positions.shape[0]
+    if next_position <= slots:
+        keys, values = state.keys[:, :, :next_position], state.values[:, :, :next_position]
+    else:
+        order = torch.argsort(state.slot_positions)
+        keys, values = state.keys.index_select(2, order), state.values.index_select(2, order)
+    return keys.permute(2, 0, 1, 3).to(dtype), values.permute(2, 0, 1, 3).to(dtype)
 
 
 class LocalWindowedAttention(MegatronModule):
@@ -238,13 +241,11 @@ class LocalWindowedAttention(MegatronModule):
                                   tokens_since_start=since)
         else:
             # Continuation prefill: the ring, ordered by position, precedes the chunk.
-            past_keys, past_values, past_valid = _ring_in_order(state, key.dtype)
+            past_keys, past_values = _ring_in_order(state, first, key.dtype)
             keys = torch.cat([past_keys, key], dim=0)
             values = torch.cat([past_values, value], dim=0)
-            key_valid = torch.cat([past_valid, past_valid.new_ones(T)])
             out = local_attention(query, keys, values, window=self.window, scale=self.scale,
-                                  tokens_since_start=since, num_past=past_valid.numel(),
-                                  key_valid=key_valid)
+                                  tokens_since_start=since, num_past=past_keys.shape[0])
         _write_ring(state, key, value, first)
         return out
 
