@@ -22,6 +22,7 @@ from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_regi
 from torch import Tensor
 
 from ..inference_cache import GriffinInferenceCache
+from .decode_step import DecodeStep
 from .sampling import SamplingParams, sample_next_token
 
 PAD_ID = 0  # any valid id: padding is cut off from the prompt by the document start
@@ -150,6 +151,8 @@ def stream_generate(
             f"cache must be a fresh GriffinInferenceCache for {batch} prompts (got one for "
             f"{cache.batch_size} that has seen {cache.seen_tokens} tokens); create a new one."
         )
+    # One-token steps skip Megatron's per-layer machinery when the model allows (decode_step.py).
+    decode = DecodeStep(model) if DecodeStep.supports(model) else model
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
 
@@ -172,7 +175,7 @@ def stream_generate(
             if step + 1 == max_new_tokens or bool(finished.all()):
                 return
             with torch.inference_mode():
-                logits = model(tokens.unsqueeze(1), next_positions, cache=cache)
+                logits = decode(tokens.unsqueeze(1), next_positions, cache=cache)
                 next_positions = next_positions + 1
     finally:
         model.train(was_training)

@@ -7,6 +7,7 @@ compares the logits of every position with one uncached forward over the whole s
 import pytest
 import torch
 
+from griffin_megatron.generation.decode_step import DecodeStep
 from griffin_megatron.inference_cache import GriffinInferenceCache
 
 from tiny_models import VOCAB, WINDOW
@@ -108,3 +109,20 @@ def test_cache_size_stops_growing_after_the_window(griffin):
         sizes[length] = cache.nbytes()
     assert sizes[WINDOW // 2] < sizes[WINDOW]
     assert sizes[WINDOW] == sizes[4 * WINDOW] == sizes[LENGTH]
+
+
+@pytest.mark.parametrize("family", ["griffin", "hawk"])
+def test_decode_step_equals_full_forward(family, request):
+    """generate's one-token step (decode_step.py) against the full forward, across a document
+    start and several windows of decoding."""
+    model = request.getfixturevalue(family)
+    assert DecodeStep.supports(model)
+    step = DecodeStep(model)
+    ids, positions = _inputs(documents={1: 50})
+    with torch.inference_mode():
+        full = model(ids, positions)
+        cache = GriffinInferenceCache(ids.shape[0])
+        outputs = [model(ids[:, :5], positions[:, :5], cache=cache)]
+        for t in range(5, LENGTH):
+            outputs.append(step(ids[:, t:t + 1], positions[:, t:t + 1], cache=cache))
+    assert _relative_error(torch.cat(outputs, dim=1), full) <= RTOL
