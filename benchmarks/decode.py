@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import statistics
 import sys
@@ -219,17 +220,18 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     fig, (speed, memory) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for model in MODELS + ("hf-griffin",):
+    for color, model in enumerate(MODELS + ("hf-griffin",)):
         for batch, style in ((1, "-o"), (16, "--s")):
             points = sorted((r["context"], r) for r in rows
                             if r["model"] == model and r["batch"] == batch)
             if not points:
                 continue
             contexts = [c for c, _ in points]
-            speed.plot(contexts, [r["tok_s"] for _, r in points], style,
+            speed.plot(contexts, [r["tok_s"] for _, r in points], style, color=f"C{color}",
                        label=f"{model}, batch {batch}")
             if batch == 1 and model != "hf-griffin":
-                memory.plot(contexts, [r["cache_mib"] for _, r in points], style, label=model)
+                memory.plot(contexts, [r["cache_mib"] for _, r in points], style,
+                            color=f"C{color}", label=model)
     for axis, label in ((speed, "decode tokens/s"), (memory, "cache MiB per sequence")):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
@@ -275,11 +277,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
-          f"width {args.width}, depth {args.depth}, heads {args.heads} x 128 (1 kv head), "
-          f"vocab {args.vocab}, window {args.window}, {args.new_tokens} new tokens, fp32")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}; width {args.width}, depth {args.depth}, "
+          f"heads {args.heads} x 128 (1 kv head), vocab {args.vocab}, window {args.window}, "
+          f"{args.new_tokens} new tokens, fp32")
+    print(f"load average before: {os.getloadavg()[0]:.1f} (timings assume an otherwise idle machine)")
     print(HEADER, flush=True)
     rows = benchmark(args)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     print()
     print(HEADER)
     for r in rows:

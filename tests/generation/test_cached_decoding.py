@@ -126,3 +126,20 @@ def test_decode_step_equals_full_forward(family, request):
         for t in range(5, LENGTH):
             outputs.append(step(ids[:, t:t + 1], positions[:, t:t + 1], cache=cache))
     assert _relative_error(torch.cat(outputs, dim=1), full) <= RTOL
+
+
+def test_bf16_cached_decoding_tracks_fp32(griffin):
+    """bf16 parameters: cache in bf16 (RG-LRU state in fp32), logits within bf16 rounding."""
+    from tiny_models import build_tiny_model
+
+    bf16 = build_tiny_model("RRA", params_dtype=torch.bfloat16, bf16=True)
+    bf16.load_state_dict({k: v.to(torch.bfloat16) for k, v in griffin.state_dict().items()
+                          if v is not None and v.is_floating_point()}, strict=False)
+    ids, positions = _inputs()
+    with torch.inference_mode():
+        reference = griffin(ids, positions)
+    cached, cache = _run_cached(bf16, ids, positions, (5,))
+    assert cached.dtype == torch.bfloat16
+    assert all(state.rglru_state.dtype == torch.float32 for state in cache.layers.values()
+               if hasattr(state, "rglru_state"))
+    assert _relative_error(cached.float(), reference) <= 2e-2

@@ -3,32 +3,25 @@
 import torch
 
 from griffin_megatron.config import GriffinConfig
+from griffin_megatron.presets import get_preset
 from griffin_megatron.runtime import ensure_initialized
 
 WINDOW = 8  # short, so that test sequences are several windows long
-VOCAB = 512
+VOCAB = 512  # the tiny presets' vocabulary
 
 
 def tiny_config(pattern: str, **overrides) -> GriffinConfig:
+    """The griffin-tiny / hawk-tiny presets with a short window; Griffin gets two attention layers."""
+    preset = {"RRA": "griffin-tiny", "R": "hawk-tiny"}[pattern]
     fields = dict(
-        block_pattern=pattern,
-        num_layers=6 if pattern == "RRA" else 2,
-        hidden_size=64,
-        ffn_hidden_size=192,
-        num_attention_heads=4,
-        num_query_groups=1,
-        kv_channels=16,
-        lru_width=64,
-        rglru_num_heads=4,
-        conv_width=4,
         attention_window=WINDOW,
-        vocab_size=VOCAB,
         seq_length=128,
         use_cpu_initialization=True,
         rglru_backend="torch",
     )
-    fields.update(overrides)
-    return GriffinConfig(**fields)
+    if pattern == "RRA":
+        fields["num_layers"] = 6
+    return get_preset(preset, **{**fields, **overrides})
 
 
 def build_tiny_model(pattern: str, seed: int = 0, **overrides):
