@@ -17,6 +17,7 @@ COMMANDS = {
     "convert": ("convert", "convert checkpoints between HuggingFace and Megatron formats"),
     "info": ("info", "print a model's architecture and parameter counts"),
     "plan": ("plan", "check a recipe's parallel layout; per-GPU memory and FLOPs per step"),
+    "generate": ("generate", "continue a text prompt with a checkpoint or HF model"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)
@@ -43,6 +44,7 @@ def _quiet_third_party_warnings() -> None:
     warnings.filterwarnings("ignore", message="Apex is not installed.*")
     warnings.filterwarnings("ignore", message="full scope is deprecated.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="When using async grad allreduce.*")
 
 
 def main(argv=None) -> int:
