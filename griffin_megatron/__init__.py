@@ -1,29 +1,41 @@
 """griffin-megatron: Hawk and Griffin (De et al. 2024) as Megatron-Core models.
 
-The public API is imported lazily, so that `griffin_megatron.ops` (the kernels) can be used
-without importing Megatron-Core.
+The public API is imported on first use, so `import griffin_megatron.ops.rglru` (a pure PyTorch
+op) does not pull in Megatron-Core or transformers.
 """
 
-from importlib import import_module
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+# public name -> module (relative to this package) that defines it
 _EXPORTS = {
-    "GriffinConfig": "griffin_megatron.config",
-    "GriffinConfigError": "griffin_megatron.config",
-    "GriffinModel": "griffin_megatron.model",
-    "get_preset": "griffin_megatron.presets",
-    "preset_names": "griffin_megatron.presets",
-    "count_parameters": "griffin_megatron.presets",
-    "from_hf": "griffin_megatron.interop.hf",
-    "to_hf": "griffin_megatron.interop.hf",
-    "GriffinInferenceCache": "griffin_megatron.inference_cache",
+    "GriffinConfig": "config",
+    "GriffinConfigError": "config",
+    "GriffinModel": "model",
+    "GriffinInferenceCache": "inference_cache",
+    "get_preset": "presets",
+    "preset_names": "presets",
+    "count_parameters": "presets",
+    "from_hf": "interop.hf",
+    "to_hf": "interop.hf",
+    "generate": "generation",
+    "generate_text": "generation",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'griffin_megatron' has no attribute {name!r}")
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'griffin_megatron' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

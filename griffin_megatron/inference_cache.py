@@ -1,7 +1,8 @@
 """Fixed-size generation state: what Hawk and Griffin carry instead of a growing KV cache.
 
 Per recurrent layer: the last (conv_width - 1) Conv1D inputs and the fp32 RG-LRU state.
-Per attention layer: a ring buffer of the last (window - 1) keys and values.
+Per attention layer: a ring buffer of the last `window` keys and values (or fewer when the
+cache is told it will never hold more tokens than that: `max_length`).
 Its size stops growing once the context passes the attention window.
 """
 
@@ -22,8 +23,10 @@ class RecurrentLayerState:
 
 @dataclass
 class AttentionLayerState:
-    keys: Tensor  # [S, B, Hkv, d] ring buffer, S = window - 1 slots, slot = position % S
-    values: Tensor  # [S, B, Hkv, d]
+    # Head-major [B, Hkv, S, d] so that a decode step attends to the ring in place (contiguous
+    # for SDPA); slot = position % S.
+    keys: Tensor  # [B, Hkv, S, d]
+    values: Tensor  # [B, Hkv, S, d]
     slot_positions: Tensor  # [S] long: absolute token index held by each slot, -1 if empty
 
 
@@ -35,11 +38,22 @@ class GriffinInferenceCache:
 
     Rows of different prompt lengths are left-padded by the caller; the padding is cut off from
     the real prompt by a document start (position id 0 at each row's first real token).
+
+    max_length: the most tokens (prompt + generated) this cache will ever see, or None. Ring
+    buffers then hold min(window, max_length) slots; feeding more tokens than that is an error.
     """
 
-    def __init__(self, batch_size: int, device: Optional[torch.device] = None):
+    def __init__(
+        self,
+        batch_size: int,
+        device: Optional[torch.device] = None,
+        max_length: Optional[int] = None,
+    ):
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length={max_length} must be a positive number of tokens.")
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.max_length = max_length
         self.seen_tokens = 0  # absolute index of the next token (same for every row)
         self.last_tokens_since_start = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         self.layers: Dict[int, LayerState] = {}
@@ -47,6 +61,20 @@ class GriffinInferenceCache:
     @property
     def has_history(self) -> bool:
         return self.seen_tokens > 0
+
+    def attention_slots(self, window: int) -> int:
+        """Ring-buffer length for an attention layer with this window."""
+        return window if self.max_length is None else min(window, self.max_length)
+
+    def check_room(self, window: int, num_tokens: int) -> None:
+        """Fail before a chunk would overwrite keys that are still inside the window."""
+        slots = self.attention_slots(window)
+        if slots < window and self.seen_tokens + num_tokens > slots:
+            raise ValueError(
+                f"this cache was created with max_length={self.max_length} tokens but would "
+                f"hold {self.seen_tokens + num_tokens}; create it with a larger max_length "
+                "(prompt length + new tokens)."
+            )
 
     def advance(self, tokens_since_start: Tensor) -> None:
         """Record a processed chunk: tokens_since_start is the chunk's [T, B] tensor."""

@@ -16,6 +16,7 @@ modules: the parameters, their names and their sharding stay exactly GPTModel's.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
@@ -118,6 +119,12 @@ class GriffinModel(GPTModel):
             )
         return tuple(outputs)
 
+    def _postprocess(self, hidden_states, **kwargs):
+        seq = kwargs.get("packed_seq_params")
+        if self.post_process and getattr(seq, "last_token_logits", False):
+            hidden_states = hidden_states[-1:]  # [1, B, D]
+        return super()._postprocess(hidden_states=hidden_states, **kwargs)
+
     def forward(
         self,
         input_ids: Optional[Tensor],
@@ -134,11 +141,13 @@ class GriffinModel(GPTModel):
         loss_mask: Optional[Tensor] = None,
         padding_mask: Optional[Tensor] = None,
         cache: Optional[GriffinInferenceCache] = None,
+        last_token_logits: bool = False,
     ) -> Tensor:
         """input_ids [B, T], position_ids [B, T] (restarting at 0 per document) -> logits
         [B, T, V(/tp)], or the per-token loss [B, T] when labels are given.
 
         cache: a GriffinInferenceCache to continue from and update (generation).
+        last_token_logits: return logits [B, 1, V(/tp)] for the last position only.
         """
         if attention_mask is not None:
             raise ValueError(
@@ -151,8 +160,15 @@ class GriffinModel(GPTModel):
                 "GriffinModel does not use Megatron's inference contexts; generate with "
                 "griffin_megatron.generate or pass cache=GriffinInferenceCache(...)."
             )
+        if last_token_logits and (labels is not None or self.config.sequence_parallel):
+            raise ValueError(
+                "last_token_logits=True is for generation: it needs labels=None and a model "
+                "built with sequence_parallel=False."
+            )
         batch, seq_len, device = self._batch_shape(input_ids, position_ids, decoder_input)
         seq = build_sequence_params(seq_len, batch, device, position_ids, packed_seq_params, cache)
+        if last_token_logits:
+            seq = dataclasses.replace(seq, last_token_logits=True)
         output = super().forward(
             input_ids,
             position_ids,

@@ -36,6 +36,8 @@ class GriffinSequenceParams(PackedSeqParams):
     positions: rotary positions (HF `position_ids` when given, else restarting per document).
     packed_format: the caller's qkv_format ("thd" when Megatron packed sequences came in).
     cache: recurrent and attention state for generation, or None when training.
+    last_token_logits: compute logits for the chunk's last token only (generation prefill: the
+        [T, B, V] logits of a long prompt would dwarf the model).
     """
 
     reset: Optional[Tensor] = None
@@ -43,6 +45,7 @@ class GriffinSequenceParams(PackedSeqParams):
     positions: Optional[Tensor] = None
     packed_format: Optional[str] = None
     cache: Optional[GriffinInferenceCache] = None
+    last_token_logits: bool = False
 
 
 def _resets_from_cu_seqlens(cu_seqlens: Tensor, total: int, device) -> Tensor:
@@ -62,12 +65,15 @@ def build_sequence_params(
 ) -> GriffinSequenceParams:
     """Derive resets, tokens-since-start and rotary positions for a [T, B] chunk."""
     T, B = seq_len, batch
+    if isinstance(packed_seq_params, GriffinSequenceParams):
+        return packed_seq_params
+    decoding = T == 1 and cache is not None and cache.has_history and packed_seq_params is None
+    if decoding and position_ids is not None:
+        return _decode_step_params(position_ids, cache)
     time_index = torch.arange(T, device=device).unsqueeze(1).expand(T, B)
 
     packed_format = None
     cu_fields = {}
-    if isinstance(packed_seq_params, GriffinSequenceParams):
-        return packed_seq_params
     if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
         if B != 1:
             raise ValueError(
@@ -124,6 +130,21 @@ def build_sequence_params(
         packed_format=packed_format,
         cache=cache,
         **cu_fields,
+    )
+
+
+def _decode_step_params(position_ids: Tensor, cache: GriffinInferenceCache) -> GriffinSequenceParams:
+    """One token per row after the cached ones: what the general path gives, in three ops
+    (a generation step runs this once per token)."""
+    positions = position_ids.transpose(0, 1)  # [1, B]
+    reset = positions == 0
+    carried = cache.last_tokens_since_start.to(positions.device).unsqueeze(0) + 1
+    return GriffinSequenceParams(
+        qkv_format="sbhd",
+        reset=reset,
+        tokens_since_start=torch.where(reset, 0, carried),
+        positions=positions,
+        cache=cache,
     )
 
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "plan": ("plan", "check a recipe's parallel layout; per-GPU memory and FLOPs per step"),
     "preprocess": ("preprocess", "tokenize raw text into a Megatron indexed dataset"),
     "train": ("train", "pretrain Hawk / Griffin (no data arguments: a tiny demo run)"),
+    "generate": ("generate", "continue a text prompt with a checkpoint or HF model"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)
@@ -45,6 +46,7 @@ def _quiet_third_party_warnings() -> None:
     warnings.filterwarnings("ignore", message="Apex is not installed.*")
     warnings.filterwarnings("ignore", message="full scope is deprecated.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="When using async grad allreduce.*")
 
 
 def main(argv=None) -> int:

@@ -92,12 +92,15 @@ def from_hf(
     else:
         hf_config, hf_state = path_or_model.config, path_or_model.state_dict()
     architecture = architecture_from_hf_config(hf_config)
+    # Megatron's parallel linears and embedding mark their weights' split (partition_dim,
+    # stride), which load_full_state_dict needs, only when they initialise them.
+    sharded = config_overrides.get("tensor_model_parallel_size", 1) > 1
     config = GriffinConfig(
         **architecture,
         params_dtype=params_dtype,
         bf16=params_dtype == torch.bfloat16,
         use_cpu_initialization=True,
-        perform_initialization=False,
+        perform_initialization=sharded,
         **config_overrides,
     )
     model = GriffinModel(config, backend=backend)

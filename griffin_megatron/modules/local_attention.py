@@ -56,7 +56,6 @@ def local_attention(
     scale: float,
     tokens_since_start: Optional[Tensor] = None,
     num_past: int = 0,
-    key_valid: Optional[Tensor] = None,
     block_size: Optional[int] = None,
 ) -> Tensor:
     """Sliding-window attention over position-contiguous keys.
@@ -64,7 +63,6 @@ def local_attention(
     Shapes: q [Tq, B, Hq, d]; k, v [Tk, B, Hk, d] with Tk = num_past + Tq, where query i is
     key num_past + i (the keys before it are earlier tokens, e.g. from a cache).
     tokens_since_start: [Tq, B], how far back the query's document reaches (None: no limit).
-    key_valid: [Tk] bool, False for key slots that hold nothing (None: all valid).
     Returns [Tq, B, Hq, d].
     """
     Tq, B, Hq, d = q.shape
@@ -80,8 +78,6 @@ def local_attention(
         allowed = ((rel >= 0) & (rel < W)).unsqueeze(0)  # [1, Tq, Tk]
         if tokens_since_start is not None:
             allowed = allowed & (rel.unsqueeze(0) <= tokens_since_start.t().unsqueeze(-1))
-        if key_valid is not None:
-            allowed = allowed & key_valid.view(1, 1, Tk)
         out = _sdpa(qh, kh, vh, allowed.unsqueeze(1), scale)  # [B, Hq, Tq, d]
         return out.permute(2, 0, 1, 3)
 
@@ -105,8 +101,6 @@ def local_attention(
     block_start = torch.arange(num_blocks, device=q.device) * Bq
     key_index = P + block_start.view(num_blocks, 1) + c - (W - 1)  # [nb, L] index into k
     valid = (key_index >= 0) & (key_index < Tk)
-    if key_valid is not None:
-        valid = valid & key_valid[key_index.clamp(0, Tk - 1)]
     allowed = allowed & valid.view(1, num_blocks, 1, L)
     if tokens_since_start is not None:
         since = F.pad(tokens_since_start.t(), (0, pad_q), value=W)  # [B, Tq_pad]
@@ -134,34 +128,61 @@ def ring_attention_step(
     state: AttentionLayerState,
     query_position: int,
     tokens_since_start: Tensor,
-    window: int,
     scale: float,
 ) -> Tensor:
-    """One decode step against the ring buffer, without reordering it.
+    """One decode step: write the new key/value into the ring, then attend to the ring in place.
 
-    Softmax attention does not depend on key order once RoPE is applied, so the ring is used
-    as it lies; each slot's recorded position decides whether it is in the window.
+    The ring holds the last S <= W positions, so every filled slot is inside the window; a slot
+    counts when it is inside the query's document. Softmax attention does not depend
+    on key order once RoPE is applied, so the ring is never reordered or copied. Until the ring
+    wraps, only its filled prefix is read. The query heads of each key/value group become the
+    rows of one attention problem (no GQA expansion).
     q: [1, B, Hq, d]; k, v: [1, B, Hk, d]; tokens_since_start: [1, B]. Returns [1, B, Hq, d].
     """
-    keys = torch.cat([state.keys, k], dim=0)
-    values = torch.cat([state.values, v], dim=0)
-    positions = torch.cat([state.slot_positions, state.slot_positions.new_tensor([query_position])])
-    rel = query_position - positions  # [S + 1]
-    allowed = (positions >= 0) & (rel >= 0) & (rel < window)
-    allowed = allowed.view(1, -1) & (rel.view(1, -1) <= tokens_since_start.view(-1, 1))  # [B, S+1]
-    qh, kh, vh = (t.permute(1, 2, 0, 3) for t in (q, keys, values))
-    out = _sdpa(qh, kh, vh, allowed.view(q.shape[1], 1, 1, -1), scale)
-    return out.permute(2, 0, 1, 3)
+    B, Hk, S, d = state.keys.shape
+    Hq = q.shape[2]
+    slot = query_position % S
+    state.keys[:, :, slot] = k[0].to(state.keys.dtype)
+    state.values[:, :, slot] = v[0].to(state.values.dtype)
+    state.slot_positions[slot] = query_position
+    filled = min(S, query_position + 1)  # the ring fills slots 0, 1, ... before it wraps
+    distance = query_position - state.slot_positions[:filled]
+    allowed = distance.view(1, filled) <= tokens_since_start.view(B, 1)  # [B, filled]
+    grouped_q = q[0].reshape(B, Hk, Hq // Hk, d).to(state.keys.dtype)  # [B, Hk, Hq / Hk, d]
+    out = F.scaled_dot_product_attention(
+        grouped_q,
+        state.keys[:, :, :filled],
+        state.values[:, :, :filled],
+        attn_mask=allowed.view(B, 1, 1, filled),
+        scale=scale,
+    )
+    return out.reshape(1, B, Hq, d).to(q.dtype)
 
 
 def _write_ring(state: AttentionLayerState, k: Tensor, v: Tensor, first_position: int) -> None:
-    slots = state.keys.shape[0]
+    """Store the last min(S, T) keys/values of a [T, B, Hk, d] chunk starting at first_position."""
+    slots = state.slot_positions.shape[0]
     keep = min(slots, k.shape[0])
     positions = first_position + torch.arange(k.shape[0] - keep, k.shape[0], device=k.device)
     index = positions % slots
-    state.keys[index] = k[-keep:].to(state.keys.dtype)
-    state.values[index] = v[-keep:].to(state.values.dtype)
+    state.keys.index_copy_(2, index, k[-keep:].permute(1, 2, 0, 3).to(state.keys.dtype))
+    state.values.index_copy_(2, index, v[-keep:].permute(1, 2, 0, 3).to(state.values.dtype))
     state.slot_positions[index] = positions.to(state.slot_positions.device)
+
+
+def _ring_in_order(state: AttentionLayerState, next_position: int, dtype: torch.dtype):
+    """The keys and values held by the ring, oldest first, sequence-first: [P, B, Hk, d] each.
+
+    They are the P positions just before `next_position`, as `local_attention`'s num_past
+    expects. Until the ring wraps, slots 0..next_position-1 hold exactly those, in order.
+    """
+    slots = state.slot_positions.shape[0]
+    if next_position <= slots:
+        keys, values = state.keys[:, :, :next_position], state.values[:, :, :next_position]
+    else:
+        order = torch.argsort(state.slot_positions)
+        keys, values = state.keys.index_select(2, order), state.values.index_select(2, order)
+    return keys.permute(2, 0, 1, 3).to(dtype), values.permute(2, 0, 1, 3).to(dtype)
 
 
 class LocalWindowedAttention(MegatronModule):
@@ -197,7 +218,7 @@ class LocalWindowedAttention(MegatronModule):
         seq = packed_seq_params
         since = seq.tokens_since_start if seq is not None else None
         cache = seq.cache if seq is not None else None
-        if cache is None or self.window == 1:
+        if cache is None:
             out = local_attention(query, key, value, window=self.window, scale=self.scale,
                                   tokens_since_start=since)
         else:
@@ -207,35 +228,35 @@ class LocalWindowedAttention(MegatronModule):
 
     def _forward_with_cache(self, query, key, value, since, cache) -> Tensor:
         T = query.shape[0]
-        state = cache.layers.get(self.layer_number)
-        if state is None:
-            slots = self.window - 1
-            shape = (slots,) + tuple(key.shape[1:])
-            state = AttentionLayerState(
-                keys=key.new_zeros(shape),
-                values=value.new_zeros(shape),
-                slot_positions=torch.full((slots,), -1, dtype=torch.long, device=key.device),
-            )
-            cache.layers[self.layer_number] = state
-            past_exists = False
-        else:
-            past_exists = bool((state.slot_positions >= 0).any())
-
+        cache.check_room(self.window, T)
         first = cache.seen_tokens
-        if not past_exists:
+        state = cache.layers.get(self.layer_number)
+        if T == 1:
+            if state is None:
+                state = self._new_state(key, cache)
+            return ring_attention_step(query, key, value, state, first, since, self.scale)
+        if state is None:
+            state = self._new_state(key, cache)
             out = local_attention(query, key, value, window=self.window, scale=self.scale,
                                   tokens_since_start=since)
-        elif T == 1:
-            out = ring_attention_step(query, key, value, state, first, since, self.window, self.scale)
         else:
-            # Continuation prefill: order the ring by position so keys are contiguous again.
-            order = torch.argsort(state.slot_positions)
-            past_valid = state.slot_positions[order] >= 0
-            keys = torch.cat([state.keys[order].to(key.dtype), key], dim=0)
-            values = torch.cat([state.values[order].to(value.dtype), value], dim=0)
-            key_valid = torch.cat([past_valid, past_valid.new_ones(T)])
+            # Continuation prefill: the ring, ordered by position, precedes the chunk.
+            past_keys, past_values = _ring_in_order(state, first, key.dtype)
+            keys = torch.cat([past_keys, key], dim=0)
+            values = torch.cat([past_values, value], dim=0)
             out = local_attention(query, keys, values, window=self.window, scale=self.scale,
-                                  tokens_since_start=since, num_past=order.numel(),
-                                  key_valid=key_valid)
+                                  tokens_since_start=since, num_past=past_keys.shape[0])
         _write_ring(state, key, value, first)
         return out
+
+    def _new_state(self, key: Tensor, cache) -> AttentionLayerState:
+        """An empty ring for this layer: key [T, B, Hk, d] gives batch, heads, dim and dtype."""
+        _, B, Hk, d = key.shape
+        slots = cache.attention_slots(self.window)
+        state = AttentionLayerState(
+            keys=key.new_zeros(B, Hk, slots, d),
+            values=key.new_zeros(B, Hk, slots, d),
+            slot_positions=torch.full((slots,), -1, dtype=torch.long, device=key.device),
+        )
+        cache.layers[self.layer_number] = state
+        return state

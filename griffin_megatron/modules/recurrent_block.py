@@ -86,10 +86,17 @@ class RecurrentBlock(MegatronModule):
     ):
         """hidden_states [T(/tp under sequence parallelism), B, D] -> (output, bias)."""
         xy, _ = self.linear_in(hidden_states)  # [T, B, 2 * W/tp]
+        return self.linear_out(self.temporal_mix(xy, packed_seq_params))
+
+    def temporal_mix(self, xy: Tensor, seq: Optional[GriffinSequenceParams]) -> Tensor:
+        """[x; y] from linear_in [T, B, 2 * W/tp] -> conv + RG-LRU of x, gated by y [T, B, W/tp].
+
+        Reads and updates the generation cache when `seq` carries one; the one-token decode
+        step (generation/decode_step.py) calls this too.
+        """
         x, y = xy.chunk(2, dim=-1)
         y = gelu_tanh(y)
 
-        seq = packed_seq_params
         reset = seq.reset if seq is not None else None
         since_start = seq.tokens_since_start if seq is not None else None
         cache = seq.cache if seq is not None else None
@@ -104,7 +111,7 @@ class RecurrentBlock(MegatronModule):
         )
         if cache is not None:
             cache.layers[self.layer_number] = RecurrentLayerState(conv_taps, rglru_state)
-        return self.linear_out(x * y)
+        return x * y
 
     def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
         sharded = {}

@@ -46,15 +46,23 @@ class RGLRU(MegatronModule):
         return channel_sharded_state_dict(self, prefix, sharded_offsets, metadata)
 
     def gate_preactivations(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """Both gates' pre-activations with one batched matmul: [T, B, W] -> 2 x [T, B, W]."""
+        """Both gates' pre-activations, one batched matmul each: [T, B, W] -> 2 x [T, B, W].
+
+        Two matmuls rather than one over concatenated weights: the concatenation would copy
+        both gate matrices on every call, which dominates a one-token decode step.
+        """
         T, B, W = x.shape
         heads, block = self.input_gate_bias.shape
         per_head = x.reshape(T * B, heads, block).transpose(0, 1)  # [H, TB, bw]
-        weight = torch.cat([self.input_gate_weight, self.recurrent_gate_weight], dim=-1)
-        bias = torch.cat([self.input_gate_bias, self.recurrent_gate_bias], dim=-1).unsqueeze(1)
-        gates = torch.baddbmm(bias.to(x.dtype), per_head, weight.to(x.dtype))  # [H, TB, 2bw]
-        gates = gates.transpose(0, 1).reshape(T, B, heads, 2, block)
-        return gates[:, :, :, 0].reshape(T, B, W), gates[:, :, :, 1].reshape(T, B, W)
+
+        def gate(weight: Tensor, bias: Tensor) -> Tensor:
+            out = torch.baddbmm(bias.unsqueeze(1).to(x.dtype), per_head, weight.to(x.dtype))
+            return out.transpose(0, 1).reshape(T, B, W)  # [H, TB, bw] -> [T, B, W]
+
+        return (
+            gate(self.input_gate_weight, self.input_gate_bias),
+            gate(self.recurrent_gate_weight, self.recurrent_gate_bias),
+        )
 
     def forward(
         self,

@@ -55,21 +55,27 @@ def _reverse_scan(a: torch.Tensor, grad_states: torch.Tensor) -> torch.Tensor:
     return grads
 
 
+def _scan_forward(x, gate_x, gate_a, a_param, reset, initial_state, c):
+    """The forward pass in the compute dtype: (states [T, B, D], h0 [B, D])."""
+    dtype = compute_dtype_for(x)
+    T, B, D = x.shape
+    xf, gxf, gaf, apf = (t.to(dtype) for t in (x, gate_x, gate_a, a_param))
+    keep = None if reset is None else (~reset).to(dtype).unsqueeze(-1)
+    input_gate, _, _, a, _, multiplier = _gates(gxf, gaf, apf, keep, c)
+    b = xf * input_gate * multiplier
+    h0 = (
+        torch.zeros(B, D, dtype=dtype, device=x.device)
+        if initial_state is None
+        else initial_state.to(dtype)
+    )
+    return _forward_scan(a, b, h0), h0
+
+
 class RGLRUTorchFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gate_x, gate_a, a_param, reset, initial_state, c):
-        dtype = compute_dtype_for(x)
-        T, B, D = x.shape
-        xf, gxf, gaf, apf = (t.to(dtype) for t in (x, gate_x, gate_a, a_param))
-        keep = None if reset is None else (~reset).to(dtype).unsqueeze(-1)
-        input_gate, _, _, a, _, multiplier = _gates(gxf, gaf, apf, keep, c)
-        b = xf * input_gate * multiplier
-        h0 = (
-            torch.zeros(B, D, dtype=dtype, device=x.device)
-            if initial_state is None
-            else initial_state.to(dtype)
-        )
-        states = _forward_scan(a, b, h0)
+        T = x.shape[0]
+        states, h0 = _scan_forward(x, gate_x, gate_a, a_param, reset, initial_state, c)
         final_state = states[-1].clone() if T > 0 else h0.clone()
 
         ctx.save_for_backward(x, gate_x, gate_a, a_param, reset, h0, states)
@@ -146,5 +152,14 @@ def rglru_torch(
     initial_state: Optional[torch.Tensor] = None,
     c: float,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """See `griffin_megatron.ops.rglru.rglru`; inputs are validated there."""
-    return RGLRUTorchFunction.apply(x, gate_x, gate_a, a_param, reset, initial_state, c)
+    """See `griffin_megatron.ops.rglru.rglru`; inputs are validated there.
+
+    Without gradients (generation) the autograd Function and its saved tensors are skipped:
+    a one-token decode step then costs a handful of elementwise ops.
+    """
+    inputs = (x, gate_x, gate_a, a_param, initial_state)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        return RGLRUTorchFunction.apply(x, gate_x, gate_a, a_param, reset, initial_state, c)
+    states, h0 = _scan_forward(x, gate_x, gate_a, a_param, reset, initial_state, c)
+    final_state = states[-1].clone() if x.shape[0] > 0 else h0.clone()
+    return states.to(x.dtype), final_state

@@ -1,0 +1,118 @@
+"""`griffin-megatron generate`: continue a text prompt, streaming the new text to the terminal.
+
+    griffin-megatron generate --load CKPT --prompt "The capital of France is"
+    griffin-megatron generate --hf-dir DIR --prompt "..." --temperature 0.8 --top-p 0.95
+    torchrun --nproc-per-node 2 -m griffin_megatron generate --load CKPT --prompt "..."
+
+The tokenizer is read from beside the checkpoint (or --tokenizer DIR). With torchrun every rank
+runs the same loop with tensor parallelism over all ranks; rank 0 prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DTYPES = ("fp32", "bf16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--load", metavar="CKPT", help="griffin-megatron checkpoint or save directory")
+    source.add_argument("--hf-dir", metavar="DIR", help="HF RecurrentGemma directory")
+    parser.add_argument("--prompt", action="append", required=True,
+                        help="text to continue (repeat for a batch)")
+    parser.add_argument("--tokenizer", metavar="DIR",
+                        help="tokenizer directory (default: the one saved with the model)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    parser.add_argument("--top-k", type=int, default=0, help="0 keeps all tokens")
+    parser.add_argument("--top-p", type=float, default=1.0, help="1 keeps all tokens")
+    parser.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    parser.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-sequence")
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="parameter dtype")
+    parser.add_argument("--tensor-parallel-size", type=int, default=None,
+                        help="default: every launched process (WORLD_SIZE)")
+
+
+def _tokenizer_dir(args):
+    from ..checkpointing import find_tokenizer_dir, resolve_checkpoint_dir
+
+    if args.tokenizer:
+        return args.tokenizer
+    model_dir = resolve_checkpoint_dir(args.load) if args.load else args.hf_dir
+    found = find_tokenizer_dir(model_dir)
+    if found is None:
+        raise FileNotFoundError(
+            f"no tokenizer found beside {model_dir} (tokenizer.json, tokenizer.model or "
+            "tokenizer_config.json); pass --tokenizer DIR."
+        )
+    return found
+
+
+def _load_model(args, tensor_parallel: int):
+    import torch
+
+    from ..runtime import ensure_initialized
+
+    ensure_initialized(tensor_model_parallel_size=tensor_parallel)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    parallel = dict(tensor_model_parallel_size=tensor_parallel)
+    if args.hf_dir:
+        from ..interop.hf import from_hf
+
+        return from_hf(args.hf_dir, params_dtype=dtype, **parallel)
+    from ..checkpointing import build_model_from_checkpoint
+
+    return build_model_from_checkpoint(
+        args.load, params_dtype=dtype, bf16=dtype == torch.bfloat16, **parallel
+    ).eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..generation import generate_text, load_tokenizer
+
+    for i, prompt in enumerate(args.prompt):
+        if not prompt.strip():
+            raise ValueError(
+                f"prompt {i + 1} is empty; give some text to continue, e.g. --prompt \"Once upon a time\"."
+            )
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be at least 1.")
+    tokenizer = load_tokenizer(_tokenizer_dir(args))
+    tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
+    model = _load_model(args, tensor_parallel)
+
+    import torch.distributed as dist
+
+    printing = not dist.is_initialized() or dist.get_rank() == 0
+    single = len(args.prompt) == 1
+
+    def stream(row: int, piece: str) -> None:
+        if printing and single:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    if printing and single:
+        sys.stdout.write(args.prompt[0])
+        sys.stdout.flush()
+    texts = generate_text(
+        model,
+        tokenizer,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        eos=None if args.ignore_eos else tokenizer.eos_token_id,
+        seed=args.seed,
+        stream=stream,
+    )
+    if printing:
+        if single:
+            sys.stdout.write("\n")
+        else:
+            for prompt, text in zip(args.prompt, texts):
+                print(f"{prompt}{text}\n")
+    return 0
