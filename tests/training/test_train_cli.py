@@ -128,17 +128,27 @@ def test_nan_loss_is_reported_and_its_step_skipped(tiny_corpus, tmp_path):
     assert any(not torch.equal(before[n], after[n]) for n in before)
 
 
-def _other_tokenizer(tmp_path):
+def _other_tokenizer(directory, vocab_size=300):
     from griffin_megatron.data.tokenizers import train_byte_level_bpe
 
     from .corpus import documents
 
-    return train_byte_level_bpe(documents(50, seed=9), tmp_path / "other", vocab_size=300).path
+    return train_byte_level_bpe(documents(50, seed=9), directory, vocab_size=vocab_size).path
+
+
+def _unrecorded_copy(corpus, directory):
+    """The dataset without the record preprocess writes (as Megatron-LM's own tools leave it)."""
+    directory.mkdir()
+    for suffix in (".bin", ".idx"):
+        shutil.copy2(f"{corpus}{suffix}", directory / f"corpus{suffix}")
+    return directory / "corpus"
 
 
 BAD_INPUTS = {
     "missing data": (["--data-path", "{tmp}/nothing/corpus"], "is missing"),
     "tokenizer mismatch": (["--tokenizer", "{other}"], "was tokenized with"),
+    "ids beyond the tokenizer": (["--data-path", "{unrecorded}", "--tokenizer", "{small}"],
+                                 "has only 260 tokens"),
     "another architecture": (["--load", "{ckpt}", "--num-layers", "3"], "another architecture"),
     "batch not divisible": (["--global-batch-size", "7"], "is not divisible by --micro-batch-size=2"),
     "save holds a run": (["--save", "{ckpt}"], "already holds checkpoints"),
@@ -154,9 +164,13 @@ def test_bad_input_is_one_sentence_and_nothing_is_written(case, tiny_corpus, tin
         pytest.skip("wandb is installed here")
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
-    values = {"tmp": tmp_path, "ckpt": ckpt, "other": _other_tokenizer(tmp_path)}
+    values = {"tmp": tmp_path, "ckpt": ckpt, "other": _other_tokenizer(tmp_path / "other"),
+              "small": _other_tokenizer(tmp_path / "small", vocab_size=260),
+              "unrecorded": _unrecorded_copy(tiny_corpus, tmp_path / "unrecorded")}
     extra = [arg.format(**values) for arg in extra]
-    argv = [*TINY, "--data-path", str(tiny_corpus), "--train-iters", "2"]
+    argv = [*TINY, "--train-iters", "2"]
+    if "--data-path" not in extra:
+        argv += ["--data-path", str(tiny_corpus)]
     if "--save" not in extra:
         argv += ["--save", str(tmp_path / "new")]
     before = snapshot(tmp_path, tiny_corpus.parent)
