@@ -53,6 +53,7 @@ def _report(args, result, default_run: bool) -> None:
     print(f"checkpoint: {result.checkpoint}")
     print("next:")
     print(f"  griffin-megatron generate --load {save} --prompt {shlex.quote(prompt)}")
-    print(f"  griffin-megatron convert mcore-to-hf --ckpt {save} --out {shlex.quote(str(args.save) + '-hf')}")
+    hf_dir = shlex.quote(str(args.save) + "-hf")
+    print(f"  griffin-megatron convert mcore-to-hf --ckpt {save} --out {hf_dir}")
     if result.stopped_by_signal:
         print(f"  resume: griffin-megatron train ... --load {save} --save {save}")

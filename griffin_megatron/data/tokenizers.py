@@ -63,7 +63,9 @@ class TextTokenizer:
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         config_path = self.path.parent / HF_CONFIG_FILE
         config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-        self.eod = self._special_id(_token_content(config.get("eos_token")), EOD_CANDIDATES, "end-of-document")
+        self.eod = self._special_id(
+            _token_content(config.get("eos_token")), EOD_CANDIDATES, "end-of-document"
+        )
         pad_name = _token_content(config.get("pad_token"))
         pad = self._tok.token_to_id(pad_name) if pad_name else None
         self.pad = pad if pad is not None and pad != self.eod else None

@@ -48,8 +48,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", default="griffin-tiny", help="model preset (griffin-megatron info --list)")
-    model.add_argument("--block-pattern", help="temporal block per layer, repeated: R recurrent, A local attention")
+    model.add_argument("--preset", default="griffin-tiny",
+                       help="model preset (griffin-megatron info --list)")
+    model.add_argument("--block-pattern",
+                       help="temporal block per layer, repeated: R recurrent, A local attention")
     model.add_argument("--num-layers", type=int, help="number of residual blocks")
     model.add_argument("--hidden-size", type=int, help="model width")
     model.add_argument("--ffn-hidden-size", type=int, help="MLP width of each GeGLU branch")
@@ -57,7 +59,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--kv-channels", type=int, help="attention head dimension")
     model.add_argument("--lru-width", type=int, help="RG-LRU width")
     model.add_argument("--rglru-num-heads", type=int, help="block-diagonal blocks of the RG-LRU gates")
-    model.add_argument("--attention-window", type=int, help="local attention window (keys per query, itself included)")
+    model.add_argument("--attention-window", type=int,
+                       help="local attention window (keys per query, itself included)")
     model.add_argument("--seq-length", type=int, help="training sequence length (default: the preset's)")
     model.add_argument("--backend", choices=("local", "te"), default="local", help="layer implementation")
     model.add_argument(
@@ -108,7 +111,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--split", default="98,2,0", help="train,valid,test proportions")
     data.add_argument("--eod-mask-loss", action="store_true",
                       help="no loss on predictions made at end-of-document tokens")
-    data.add_argument("--tokenizer", help="tokenizer file or directory (default: the one recorded by preprocess)")
+    data.add_argument("--tokenizer",
+                      help="tokenizer file or directory (default: the one recorded by preprocess)")
     data.add_argument("--data-cache-path", help="where dataset index caches go (default: beside the data)")
     data.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
 
@@ -118,7 +122,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     ckpt.add_argument("--finetune", action="store_true",
                       help="with --load: take the model weights only; optimizer, schedule, data "
                       "position and iteration start afresh")
-    ckpt.add_argument("--save-interval", type=int, default=None, help="steps between checkpoints (default: only at the end)")
+    ckpt.add_argument("--save-interval", type=int, default=None,
+                      help="steps between checkpoints (default: only at the end)")
     ckpt.add_argument("--no-save", action="store_true", help="write no checkpoint")
 
     evaluation = parser.add_argument_group("evaluation")
@@ -231,7 +236,9 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             f"({decay_iters} iterations, --lr-decay-iters or --train-iters); shorten the warmup."
         )
     if args.min_lr > args.lr:
-        raise ValueError(f"--min-lr={args.min_lr} is above --lr={args.lr}; the schedule decays from lr to min-lr.")
+        raise ValueError(
+            f"--min-lr={args.min_lr} is above --lr={args.lr}; the schedule decays from lr to min-lr."
+        )
     model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
     if world % model_parallel:
         raise ValueError(
