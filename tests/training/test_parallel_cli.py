@@ -1,5 +1,6 @@
 """The same command over two gloo processes (torchrun) gives the single-process losses: tensor
-parallel, pipeline parallel, and interleaved (virtual) pipeline stages. All runs start from the
+parallel, pipeline parallel, interleaved (virtual) pipeline stages, and data parallel with the
+distributed optimizer. All runs start from the
 weights of one checkpoint (--finetune), since Megatron seeds each pipeline stage differently."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ LAYOUTS = {
     "tp2": ["--tensor-model-parallel-size", "2"],
     "pp2": ["--pipeline-model-parallel-size", "2"],
     "pp2-vpp2": ["--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"],
+    "dp2-distributed-optimizer": ["--use-distributed-optimizer"],
 }
 ITERATIONS = 3
 
