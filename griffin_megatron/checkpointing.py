@@ -318,8 +318,13 @@ def build_model_from_checkpoint(
     directory = resolve_checkpoint_dir(directory)
     record = read_model_record(directory)
     backend = backend or record.get("backend", "local")
-    overrides = {"use_cpu_initialization": not torch.cuda.is_available(), **config_overrides}
-    overrides.setdefault("perform_initialization", False)
+    from .state_dict import WEIGHTS_FROM_CHECKPOINT
+
+    overrides = {
+        "use_cpu_initialization": not torch.cuda.is_available(),
+        **WEIGHTS_FROM_CHECKPOINT,
+        **config_overrides,
+    }
     config = config_from_record(record, **overrides)
     model = GriffinModel(config, backend=backend)
     load_model_checkpoint(model, directory)

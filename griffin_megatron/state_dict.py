@@ -18,6 +18,19 @@ from torch import Tensor
 
 from .layer_specs import FUSED_NORM_CHECKPOINT_KEYS
 
+def _leave_as_allocated(tensor: Tensor) -> Tensor:
+    return tensor
+
+
+# Config fields for a model whose weights come from a checkpoint: Megatron still runs its
+# initialisation path, which is what marks each weight's tensor-parallel split (partition_dim,
+# stride) for load_full_state_dict, gradient-norm reduction and gathering, but draws nothing.
+WEIGHTS_FROM_CHECKPOINT = dict(
+    perform_initialization=True,
+    init_method=_leave_as_allocated,
+    output_layer_init_method=_leave_as_allocated,
+)
+
 _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.*)$")
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..checkpointing import copy_tokenizer_files
 from ..config import GriffinConfig
-from ..state_dict import gather_full_state_dict, load_full_state_dict
+from ..state_dict import WEIGHTS_FROM_CHECKPOINT, gather_full_state_dict, load_full_state_dict
 from .hf_mapping import (
     architecture_from_hf_config,
     hf_config_from_architecture,
@@ -92,16 +92,15 @@ def from_hf(
     else:
         hf_config, hf_state = path_or_model.config, path_or_model.state_dict()
     architecture = architecture_from_hf_config(hf_config)
-    # Megatron's parallel linears and embedding mark their weights' split (partition_dim,
-    # stride), which load_full_state_dict needs, only when they initialise them.
-    sharded = config_overrides.get("tensor_model_parallel_size", 1) > 1
     config = GriffinConfig(
-        **architecture,
-        params_dtype=params_dtype,
-        bf16=params_dtype == torch.bfloat16,
-        use_cpu_initialization=True,
-        perform_initialization=sharded,
-        **config_overrides,
+        **{
+            **architecture,
+            "params_dtype": params_dtype,
+            "bf16": params_dtype == torch.bfloat16,
+            "use_cpu_initialization": True,
+            **WEIGHTS_FROM_CHECKPOINT,
+            **config_overrides,
+        }
     )
     model = GriffinModel(config, backend=backend)
     load_full_state_dict(model, hf_to_megatron(hf_state, config))

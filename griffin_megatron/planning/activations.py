@@ -45,7 +45,7 @@ Once per model chunk with recurrent layers: the bool reset flags (s b), shared b
 Outside the layers: the first stage keeps the token ids (8 s b); the last stage keeps the final
 norm, the output layer input, the fp32 soft-cap tanh and the fp32 cross-entropy softmax
 (4 s b V / t each) and briefly holds the bf16 logits and their fp32 copy (`loss_transient_bytes`).
-Per-layer constants (fp32 1 + w of each norm, the cast RG-LRU gate weights) are included; the
+Per-layer constants (fp32 1 + w of each norm) are included; the
 allocator's rounding and the gradients in flight during backward are not.
 """
 
@@ -107,7 +107,6 @@ def norm_and_linear_terms(name: str, linear: str, config: GriffinConfig, mb: Mic
 def recurrent_block_terms(config: GriffinConfig, mb: MicroBatch) -> List[Term]:
     s, b, a, K = mb.seq_length, mb.micro_batch_size, mb.activation_bytes, config.conv_width
     W = _per_rank(config.lru_width, mb)
-    heads, bw = _per_rank(config.rglru_num_heads, mb), config.rglru_block_width
     output = [("rg-lru output", a * s * b * W)]
     if mb.rglru_backend == "triton":
         states = [("rg-lru fp32 state checkpoints", FP32 * math.ceil(s / RGLRU_STATE_TILE) * b * W),
@@ -121,7 +120,6 @@ def recurrent_block_terms(config: GriffinConfig, mb: MicroBatch) -> List[Term]:
         ("conv1d padded input", a * (s + K - 1) * b * W),
         ("conv1d document masks", a * s * b * (K - 1)),
         ("conv1d output", a * s * b * W),
-        ("rg-lru gate weights (concatenated)", a * heads * bw * 2 * bw),
         ("rg-lru gate pre-activations", 2 * a * s * b * W),
         *states,
         *output,

@@ -118,3 +118,20 @@ def test_exported_model_generates_like_the_original(tmp_path):
     prompt = torch.randint(0, hf.config.vocab_size, (1, 5))
     kwargs = dict(max_new_tokens=6, do_sample=False)
     assert torch.equal(hf.generate(prompt, **kwargs), again.generate(prompt, **kwargs))
+
+
+def test_loaded_models_know_how_their_weights_are_split(tmp_path):
+    """Gradient-norm reduction and TP gathers read each weight's tensor-parallel attributes,
+    which Megatron sets only on its initialisation path: loaded models must still have them."""
+    from griffin_megatron.checkpointing import build_model_from_checkpoint, save_model_checkpoint
+
+    model = from_hf(make_hf_model())
+    save_model_checkpoint(model, tmp_path / "ckpt")
+    for loaded in (model, build_model_from_checkpoint(tmp_path / "ckpt")):
+        split = {name for name, p in loaded.named_parameters()
+                 if getattr(p, "tensor_model_parallel", False)}
+        assert "decoder.layers.2.self_attention.linear_qkv.weight" in split
+        assert "decoder.layers.0.self_attention.linear_in.weight" in split
+        assert "decoder.layers.0.mlp.linear_fc2.weight" in split
+        assert "embedding.word_embeddings.weight" in split
+        assert "decoder.layers.0.input_layernorm.weight" not in split
