@@ -60,6 +60,15 @@ def test_megatron_cuda_literals_land_on_the_cpu(source):
     assert run_as("megatron.core.pipeline_parallel.schedules", source).device.type == "cpu"
 
 
+def test_paused_lifts_the_mode_for_a_block_only():
+    cuda_literal = "torch.zeros(2, device='cuda')"
+    with cpu_compat.paused():
+        assert torch.overrides._get_current_function_mode() is None
+        with pytest.raises((RuntimeError, AssertionError)):
+            run_as("megatron.core.pipeline_parallel.schedules", cuda_literal)
+    assert run_as("megatron.core.pipeline_parallel.schedules", cuda_literal).device.type == "cpu"
+
+
 def test_cuda_requests_outside_megatron_still_fail():
     with pytest.raises((AssertionError, RuntimeError)):
         run_as("somebody.else", "torch.zeros(1, device='cuda')")
