@@ -38,11 +38,15 @@ def _scale_embeddings_hook(multiplier: float):
     return hook
 
 
+def soft_cap_logits(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap), computed in fp32, returned in the logits' dtype."""
+    return (cap * torch.tanh(logits.float() / cap)).to(logits.dtype)
+
+
 def _soft_cap_logits_hook(cap: float):
     def hook(module, args, output):
         logits, bias = output
-        capped = cap * torch.tanh(logits.float() / cap)
-        return capped.to(logits.dtype), bias
+        return soft_cap_logits(logits, cap), bias
 
     return hook
 

@@ -2,14 +2,16 @@
 framework overhead.
 
 On a CPU a one-token step through TransformerLayer and Megatron's parallel linears spends most
-of its time outside arithmetic: autograd Functions, autocast decorators and tensor-parallel
-mappings wrap every GEMM. This step runs the same parameters with `F.linear` and reuses the
-model's own pieces for everything else — the embedding and output layer (with their scaling and
-soft-cap hooks), the RMSNorms, `RecurrentBlock.temporal_mix`, Megatron's QKV split and RoPE,
-and `LocalWindowedAttention` — so the math is the module path's (tests hold it to the full
-forward). Row-parallel outputs are all-reduced over the tensor-parallel group, as
-RowParallelLinear does; the bias is added after the residual branch sum as Megatron's
-bias-dropout-add does (dropout is off when generating).
+of its time outside arithmetic: autograd Functions, autocast decorators, tensor-parallel
+mappings and input validation wrap every small op. This step runs the same parameters with
+`F.linear`, the one-token forms of the Conv1D and RG-LRU that sit beside their sequence versions
+(`causal_depthwise_conv1d_step`, `rglru_step`), `F.rms_norm` with the (1 + w) gains computed
+once, and reuses the model's own pieces for the rest: the embedding (with its scaling hook),
+Megatron's QKV split and RoPE, and `LocalWindowedAttention`. Tests hold it to the full forward.
+Row-parallel outputs are all-reduced over the tensor-parallel group, as RowParallelLinear does;
+the bias is added after the residual branch sum as Megatron's bias-dropout-add does (dropout is
+off when generating). Weights are read when the step is built: build a new one after changing
+them (`generate` builds one per call).
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from megatron.core import parallel_state
+from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
 from megatron.core.models.common.embeddings.rope_utils import apply_rotary_pos_emb
 from torch import Tensor
 
-from ..inference_cache import GriffinInferenceCache
+from ..config import gelu_tanh
+from ..inference_cache import GriffinInferenceCache, RecurrentLayerState
+from ..model import soft_cap_logits
+from ..modules.conv1d import causal_depthwise_conv1d_step
 from ..modules.local_attention import LocalWindowedAttention
 from ..modules.norm import GriffinRMSNorm
 from ..modules.recurrent_block import RecurrentBlock
+from ..ops.rglru.torch_scan import rglru_step
 from ..sequence import build_sequence_params, rotary_frequencies
 
 
@@ -49,6 +56,10 @@ class DecodeStep:
         self.tp_group = parallel_state.get_tensor_model_parallel_group() if tp > 1 else None
         self.rotary_dim = int(self.config.kv_channels * self.config.rotary_percent)
         self.has_attention = any(not isinstance(l.self_attention, RecurrentBlock) for l in self.layers)
+        # RMSNorm gains (1 + w) in fp32, by norm module.
+        norms = [n for l in self.layers for n in (l.input_layernorm, l.pre_mlp_layernorm)]
+        norms.append(model.decoder.final_layernorm)
+        self.gains = {id(n): 1.0 + n.weight.detach().float() for n in norms}
 
     @staticmethod
     def supports(model) -> bool:
@@ -71,12 +82,18 @@ class DecodeStep:
         for layer in self.layers:
             hidden = self._temporal_block(layer, hidden, seq, freqs)
             hidden = self._mlp(layer, hidden)
-        hidden = self.model.decoder.final_layernorm(hidden)
-        logits, _ = self.model.output_layer(
-            hidden, weight=self.model.shared_embedding_or_output_weight()
-        )
+        hidden = self._norm(self.model.decoder.final_layernorm, hidden)
+        logits = F.linear(hidden, self.model.shared_embedding_or_output_weight())
+        if self.config.logits_soft_cap is not None:
+            logits = soft_cap_logits(logits, self.config.logits_soft_cap)
+        if self.tp_group is not None and not self.model.parallel_output:
+            logits = gather_from_tensor_model_parallel_region(logits)  # as output_layer would
         cache.advance(seq.tokens_since_start)
         return logits.transpose(0, 1)  # [B, 1, V / tp]
+
+    def _norm(self, norm: GriffinRMSNorm, x: Tensor) -> Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=norm.eps)
+        return (normed * self.gains[id(norm)]).to(x.dtype)
 
     def _row_parallel(self, x: Tensor, linear, residual: Tensor) -> Tensor:
         """residual + (x @ W^T summed over ranks + bias)."""
@@ -88,19 +105,35 @@ class DecodeStep:
         return residual + out
 
     def _temporal_block(self, layer, hidden: Tensor, seq, freqs) -> Tensor:
-        x = layer.input_layernorm(hidden)
+        x = self._norm(layer.input_layernorm, hidden)
         block = layer.self_attention
         if isinstance(block, RecurrentBlock):
             xy = F.linear(x, block.linear_in.weight, block.linear_in.bias)
-            return self._row_parallel(block.temporal_mix(xy, seq), block.linear_out, hidden)
+            return self._row_parallel(self._recurrence(block, xy, seq), block.linear_out, hidden)
         query, key, value = block.get_query_key_value_tensors(x)  # [1, B, H, d]
         query = apply_rotary_pos_emb(query, freqs, config=self.config)
         key = apply_rotary_pos_emb(key, freqs, config=self.config)
         context = block.core_attention(query, key, value, None, packed_seq_params=seq)
         return self._row_parallel(context, block.linear_proj, hidden)
 
+    @staticmethod
+    def _recurrence(block: RecurrentBlock, xy: Tensor, seq) -> Tensor:
+        """RecurrentBlock.temporal_mix for one token: [1, B, 2W] -> [1, B, W], cache updated."""
+        x, y = xy[0].chunk(2, dim=-1)  # [B, W] each
+        state = seq.cache.layers[block.layer_number]
+        x, taps = causal_depthwise_conv1d_step(
+            x, block.conv.weight, block.conv.bias, seq.tokens_since_start[0], state.conv_taps
+        )
+        lru = block.rg_lru
+        gate_x, gate_a = lru.gate_preactivations(x.unsqueeze(0))
+        keep = (~seq.reset[0]).to(state.rglru_state.dtype).unsqueeze(-1)
+        x, rglru_state = rglru_step(x, gate_x[0], gate_a[0], lru.recurrent_param,
+                                    state.rglru_state, keep, lru.config.rglru_c)
+        seq.cache.layers[block.layer_number] = RecurrentLayerState(taps, rglru_state)
+        return (x * gelu_tanh(y)).unsqueeze(0)
+
     def _mlp(self, layer, hidden: Tensor) -> Tensor:
-        x = layer.pre_mlp_layernorm(hidden)
+        x = self._norm(layer.pre_mlp_layernorm, hidden)
         mlp = layer.mlp
         gate, up = F.linear(x, mlp.linear_fc1.weight, mlp.linear_fc1.bias).chunk(2, dim=-1)
         return self._row_parallel(self.config.activation_func(gate) * up, mlp.linear_fc2, hidden)

@@ -49,6 +49,20 @@ def causal_depthwise_conv1d(
     return y + bias, padded[T:]
 
 
+def causal_depthwise_conv1d_step(
+    x: Tensor, weight: Tensor, bias: Tensor, tokens_since_start: Tensor, taps: Tensor
+) -> Tuple[Tensor, Tensor]:
+    """The same convolution for one new token per row (generation): x [B, C], tokens_since_start
+    [B], taps [K-1, B, C] -> y [B, C] and the new taps. One masked weighted sum over the window
+    instead of a loop over taps."""
+    K = weight.shape[1]
+    window = torch.cat([taps.to(x.dtype), x.unsqueeze(0)], dim=0)  # [K, B, C], oldest first
+    shifts = torch.arange(K - 1, -1, -1, device=x.device).unsqueeze(1)  # [K, 1]: steps back
+    visible = (tokens_since_start.unsqueeze(0) >= shifts).unsqueeze(-1).to(x.dtype)  # [K, B, 1]
+    y = torch.einsum("kbc,ck->bc", window * visible, weight.to(x.dtype))
+    return y + bias, window[1:]
+
+
 class CausalConv1d(MegatronModule):
     """Per-channel temporal convolution; channels are split across tensor-parallel ranks."""
 

@@ -71,6 +71,20 @@ def _scan_forward(x, gate_x, gate_a, a_param, reset, initial_state, c):
     return _forward_scan(a, b, h0), h0
 
 
+def rglru_step(x, gate_x, gate_a, a_param, state, keep=None, c=8.0):
+    """One time step, for generation: x, gate_x, gate_a [B, D], a_param [D], state [B, D] in the
+    compute dtype, keep [B, 1] (0 where a document starts) or None -> (y in x's dtype, new state).
+
+    The same math as a T = 1 scan without the op's validation and autograd Function: a decode
+    step runs this once per recurrent layer per token, where those fixed costs dominated.
+    """
+    dtype = state.dtype
+    input_gate, _, _, a, _, multiplier = _gates(gate_x.to(dtype), gate_a.to(dtype),
+                                                a_param.to(dtype), keep, c)
+    new_state = torch.addcmul(x.to(dtype) * input_gate * multiplier, a, state)
+    return new_state.to(x.dtype), new_state
+
+
 class RGLRUTorchFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gate_x, gate_a, a_param, reset, initial_state, c):
