@@ -139,6 +139,16 @@ def _split_qkv(qkv: Tensor, config: GriffinConfig) -> tuple:
     return q.reshape(-1, width), k.reshape(-1, width), v.reshape(-1, width)
 
 
+# Same names and layouts on both sides (under `temporal_block.rg_lru.` / `self_attention.rg_lru.`).
+RGLRU_PARAMETERS = (
+    "recurrent_param",
+    "input_gate_weight",
+    "input_gate_bias",
+    "recurrent_gate_weight",
+    "recurrent_gate_bias",
+)
+
+
 def hf_to_megatron(hf_state: Dict[str, Tensor], config: GriffinConfig) -> Dict[str, Tensor]:
     """HF state dict -> GriffinModel (local backend, TP=1, PP=1) state dict."""
     out = {"embedding.word_embeddings.weight": hf_state["model.embed_tokens.weight"]}
@@ -155,13 +165,7 @@ def hf_to_megatron(hf_state: Dict[str, Tensor], config: GriffinConfig) -> Dict[s
                 out[sa + f"linear_out.{p}"] = hf_state[tb + f"linear_out.{p}"]
             out[sa + "conv.weight"] = hf_state[tb + "conv_1d.weight"][:, 0, :]
             out[sa + "conv.bias"] = hf_state[tb + "conv_1d.bias"]
-            for name in (
-                "recurrent_param",
-                "input_gate_weight",
-                "input_gate_bias",
-                "recurrent_gate_weight",
-                "recurrent_gate_bias",
-            ):
+            for name in RGLRU_PARAMETERS:
                 out[sa + f"rg_lru.{name}"] = hf_state[tb + f"rg_lru.{name}"]
         else:
             out[sa + "linear_qkv.weight"] = _interleave_qkv(
@@ -197,13 +201,7 @@ def megatron_to_hf(state: Dict[str, Tensor], config: GriffinConfig) -> Dict[str,
                 out[tb + f"linear_out.{p}"] = state[sa + f"linear_out.{p}"]
             out[tb + "conv_1d.weight"] = state[sa + "conv.weight"].unsqueeze(1)
             out[tb + "conv_1d.bias"] = state[sa + "conv.bias"]
-            for name in (
-                "recurrent_param",
-                "input_gate_weight",
-                "input_gate_bias",
-                "recurrent_gate_weight",
-                "recurrent_gate_bias",
-            ):
+            for name in RGLRU_PARAMETERS:
                 out[tb + f"rg_lru.{name}"] = state[sa + f"rg_lru.{name}"]
         else:
             q, k, v = _split_qkv(state[sa + "linear_qkv.weight"], config)
