@@ -4,10 +4,10 @@ framework overhead.
 On a CPU a one-token step through TransformerLayer and Megatron's parallel linears spends most
 of its time outside arithmetic: autograd Functions, autocast decorators, tensor-parallel
 mappings and input validation wrap every small op. This step runs the same parameters with
-`F.linear`, the one-token forms of the Conv1D and RG-LRU that sit beside their sequence versions
-(`causal_depthwise_conv1d_step`, `rglru_step`), `F.rms_norm` with the (1 + w) gains computed
-once, and reuses the model's own pieces for the rest: the embedding (with its scaling hook),
-Megatron's QKV split and RoPE, and `LocalWindowedAttention`. Tests hold it to the full forward.
+`F.linear` and `F.rms_norm` with the (1 + w) gains computed once, and reuses the model's own
+pieces for the rest: the embedding (with its scaling hook), `RecurrentBlock.temporal_mix` (whose
+Conv1D and RG-LRU take their one-token forms for a cached step), Megatron's QKV split and RoPE,
+and `LocalWindowedAttention`. Tests hold it to the full forward.
 Row-parallel outputs are all-reduced over the tensor-parallel group, as RowParallelLinear does;
 the bias is added after the residual branch sum as Megatron's bias-dropout-add does (dropout is
 off when generating). Weights are read when the step is built: build a new one after changing
@@ -24,14 +24,11 @@ from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_regi
 from megatron.core.models.common.embeddings.rope_utils import apply_rotary_pos_emb
 from torch import Tensor
 
-from ..config import gelu_tanh
-from ..inference_cache import GriffinInferenceCache, RecurrentLayerState
+from ..inference_cache import GriffinInferenceCache
 from ..model import soft_cap_logits
-from ..modules.conv1d import causal_depthwise_conv1d_step
 from ..modules.local_attention import LocalWindowedAttention
 from ..modules.norm import GriffinRMSNorm
 from ..modules.recurrent_block import RecurrentBlock
-from ..ops.rglru.torch_scan import rglru_step
 from ..sequence import build_sequence_params, rotary_frequencies
 
 
@@ -109,28 +106,12 @@ class DecodeStep:
         block = layer.self_attention
         if isinstance(block, RecurrentBlock):
             xy = F.linear(x, block.linear_in.weight, block.linear_in.bias)
-            return self._row_parallel(self._recurrence(block, xy, seq), block.linear_out, hidden)
+            return self._row_parallel(block.temporal_mix(xy, seq), block.linear_out, hidden)
         query, key, value = block.get_query_key_value_tensors(x)  # [1, B, H, d]
         query = apply_rotary_pos_emb(query, freqs, config=self.config)
         key = apply_rotary_pos_emb(key, freqs, config=self.config)
         context = block.core_attention(query, key, value, None, packed_seq_params=seq)
         return self._row_parallel(context, block.linear_proj, hidden)
-
-    @staticmethod
-    def _recurrence(block: RecurrentBlock, xy: Tensor, seq) -> Tensor:
-        """RecurrentBlock.temporal_mix for one token: [1, B, 2W] -> [1, B, W], cache updated."""
-        x, y = xy[0].chunk(2, dim=-1)  # [B, W] each
-        state = seq.cache.layers[block.layer_number]
-        x, taps = causal_depthwise_conv1d_step(
-            x, block.conv.weight, block.conv.bias, seq.tokens_since_start[0], state.conv_taps
-        )
-        lru = block.rg_lru
-        gate_x, gate_a = lru.gate_preactivations(x.unsqueeze(0))
-        keep = (~seq.reset[0]).to(state.rglru_state.dtype).unsqueeze(-1)
-        x, rglru_state = rglru_step(x, gate_x[0], gate_a[0], lru.recurrent_param,
-                                    state.rglru_state, keep, lru.config.rglru_c)
-        seq.cache.layers[block.layer_number] = RecurrentLayerState(taps, rglru_state)
-        return (x * gelu_tanh(y)).unsqueeze(0)
 
     def _mlp(self, layer, hidden: Tensor) -> Tensor:
         x = self._norm(layer.pre_mlp_layernorm, hidden)

@@ -85,4 +85,10 @@ class CausalConv1d(MegatronModule):
         state: Optional[RecurrentLayerState] = None,
     ) -> Tuple[Tensor, Tensor]:
         initial_taps = state.conv_taps if state is not None else None
+        if x.shape[0] == 1 and initial_taps is not None and tokens_since_start is not None:
+            # A generation step: one masked sum over the window instead of a loop over taps.
+            y, taps = causal_depthwise_conv1d_step(
+                x[0], self.weight, self.bias, tokens_since_start[0], initial_taps
+            )
+            return y.unsqueeze(0), taps
         return causal_depthwise_conv1d(x, self.weight, self.bias, tokens_since_start, initial_taps)

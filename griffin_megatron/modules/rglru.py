@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..config import GriffinConfig
 from ..ops.rglru import rglru
+from ..ops.rglru.torch_scan import rglru_step
 from .channel_parallel import channel_sharded_state_dict, partitioned_parameter
 
 
@@ -72,6 +73,14 @@ class RGLRU(MegatronModule):
         output_final_state: bool = False,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         gate_x, gate_a = self.gate_preactivations(x)
+        if x.shape[0] == 1 and initial_state is not None and not torch.is_grad_enabled():
+            # A generation step: the same math without the op's validation and autograd
+            # Function, whose fixed costs dominate one token (its bounded sqrt gradient is not
+            # needed without autograd).
+            keep = None if reset is None else (~reset[0]).to(initial_state.dtype).unsqueeze(-1)
+            y, state = rglru_step(x[0], gate_x[0], gate_a[0], self.recurrent_param,
+                                  initial_state, keep, self.config.rglru_c)
+            return y.unsqueeze(0), (state if output_final_state else None)
         return rglru(
             x,
             gate_x,
