@@ -29,8 +29,8 @@ class MegatronTokenizerAdapter(MegatronTokenizerBase):
         return self.text_tokenizer.decode(numpy.asarray(ids).tolist())
 
     @property
-    def vocab(self):
-        raise NotImplementedError("the griffin-megatron tokenizer adapter does not expose a vocab dict")
+    def vocab(self) -> dict:
+        return self.text_tokenizer.vocab()
 
     @property
     def vocab_size(self) -> int:

@@ -121,6 +121,12 @@ class TextTokenizer:
             return self._tok.decode(ids, skip_special_tokens=False)
         return self._tok.decode(ids)
 
+    def vocab(self) -> dict:
+        """Token string -> id for the whole vocabulary (special and added tokens included)."""
+        if self.kind == "hf":
+            return self._tok.get_vocab(with_added_tokens=True)
+        return {self._tok.id_to_piece(i): i for i in range(self.vocab_size)}
+
     # Identity -----------------------------------------------------------------------------------
 
     def files(self) -> List[Path]:

@@ -10,6 +10,7 @@ import pytest
 from megatron.core.datasets.indexed_dataset import IndexedDataset
 
 from griffin_megatron.cli.main import main
+from griffin_megatron.data.megatron_adapter import MegatronTokenizerAdapter
 from griffin_megatron.data.preprocess import preprocess, read_meta
 from griffin_megatron.data.tokenizers import load_tokenizer
 
@@ -27,6 +28,9 @@ def _check_round_trip(prefix, tokenizer_path, docs):
         assert ids[-1] == tok.eod, i
         assert tok.eod not in ids[:-1], i
         assert tok.decode(ids[:-1]) == text, i
+    # The vocabulary Megatron's tokenizer interface exposes: every id once, string -> id.
+    vocab = MegatronTokenizerAdapter(tok).vocab
+    assert sorted(vocab.values()) == list(range(tok.vocab_size))
 
 
 def test_trained_byte_level_bpe_round_trip(tmp_path):
