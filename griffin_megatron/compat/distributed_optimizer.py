@@ -68,7 +68,9 @@ def sharded_param_state_fully_reshardable(self, *args, **kwargs):
         for gbuf_idx, buffer in enumerate(self.buffers):
             for world_tensors in state[gbuf_idx].values():
                 for key in STATE_KEYS:
-                    if key in world_tensors:
+                    # Already in buffer coordinates where the release (or a patched source
+                    # tree) lays the state out itself: then the packed size is the buffer's.
+                    if key in world_tensors and world_tensors[key].numel() != buffer.numel:
                         world_tensors[key] = _in_buffer_coordinates(world_tensors[key], buffer)
         return state
 
