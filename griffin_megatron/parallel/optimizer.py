@@ -2,7 +2,7 @@
 
 `get_megatron_optimizer` gives the plain (FP32Optimizer / mixed-precision) optimizer, or with
 `use_distributed_optimizer` the ZeRO-1 DistributedOptimizer that shards optimizer state across
-the data-parallel group. Both run on CPUs too (see griffin_megatron.cpu_compat), so a
+the data-parallel group. Both run on CPUs too (see griffin_megatron.compat), so a
 checkpoint's optimizer state is the same object on every machine.
 """
 
