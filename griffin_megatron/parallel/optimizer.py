@@ -15,6 +15,8 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.utils import get_model_config
 
+from .. import compat
+
 
 def build_optimizer(chunks: List[MegatronModule], optimizer_config: OptimizerConfig) -> MegatronOptimizer:
     """Megatron-Core optimizer over the (DDP-wrapped) model chunks of this rank."""
@@ -37,7 +39,8 @@ def build_optimizer(chunks: List[MegatronModule], optimizer_config: OptimizerCon
             f" but the DDP wrapper was built with {ddp_config.use_distributed_optimizer}; the "
             "distributed optimizer needs DDP's sharded buffers, so set both the same."
         )
-    return get_megatron_optimizer(optimizer_config, chunks)
+    with compat.cuda_requests_on_cpu():  # Megatron creates its flags with device='cuda'
+        return get_megatron_optimizer(optimizer_config, chunks)
 
 
 def build_scheduler(
