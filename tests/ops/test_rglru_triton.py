@@ -113,6 +113,28 @@ def test_rejects_layouts_and_dtypes_the_kernels_do_not_take():
         rglru_triton(x.double(), x, x, a_param)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors only")
+def test_cpu_tensors_without_the_interpreter_get_one_sentence(monkeypatch):
+    case = Case(4, 1, 8, torch.float32, reset=False, h0=False)
+    inputs = make_inputs(case, DEVICE)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        rglru(inputs["x"], inputs["gate_x"], inputs["gate_a"], inputs["a_param"],
+              backend="triton")
+
+
+def test_small_calls_use_only_the_first_candidate():
+    """The autotuner's pruner sees keyword launch arguments in kwargs, not in named_args.
+
+    The interpreter has a single config, so Triton never calls the pruner there: this calls it
+    the way Triton's Autotuner.prune_configs does for the host code's keyword launches.
+    """
+    configs = ["safe", "other"]
+    small, large = dict(T=100, B=2, D=64), dict(T=4096, B=2, D=1024)
+    assert triton_op._first_config_if_small(configs, {}, **small) == ["safe"]
+    assert triton_op._first_config_if_small(configs, {}, **large) == configs
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 @pytest.mark.parametrize("chunked", [None, False, True], ids=["auto", "sequential", "chunked"])

@@ -106,10 +106,7 @@ def rglru(
     _validate(x, gate_x, gate_a, a_param, reset, initial_state, backend)
     backend = _resolve_backend(backend, x.device)
     if backend == "triton":
-        _check(x.device.type == "cuda" or _triton_interpreter_enabled(),
-               "rglru: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU "
-               "correctness runs); use backend='torch' on a CPU.")
-        from .triton_op import rglru_triton
+        from .triton_op import rglru_triton  # checks the device and layout the kernels take
 
         y, final_state = rglru_triton(
             x, gate_x, gate_a, a_param, reset=reset, initial_state=initial_state, c=c
@@ -123,9 +120,3 @@ def rglru(
             x, gate_x, gate_a, a_param, reset=reset, initial_state=initial_state, c=c
         )
     return y, (final_state if output_final_state else None)
-
-
-def _triton_interpreter_enabled() -> bool:
-    import os
-
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"

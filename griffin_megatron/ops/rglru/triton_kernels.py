@@ -5,6 +5,8 @@ and batch strides are arguments, so views of a fused projection need no copy. Ev
 one batch row `b` and BLOCK_D channels, and walks time in tiles of TILE_T rows: a whole tile is
 loaded at once (memory-level parallelism), the gates are computed on it, and the recurrence runs
 as `tl.associative_scan` over the tile's rows with the state carried in from the previous tile.
+Optional tensors (resets, initial state, dL/d final state) are passed as None when absent, and
+`triton.heuristics` turns that into the HAS_* flags that compile their code out.
 
 One state per tile start ("checkpoint", fp32 [num_tiles, B, D]) is all the forward keeps for
 the backward besides its inputs: the backward recomputes a tile's gates and states from its
@@ -36,6 +38,14 @@ TILE_T = 64
 # d sqrt(z)/dz = 1 / sqrt(4z) is clipped at 1000 as in the references: 1 / sqrt(max(4z, 1e-6)).
 # Compiled kernels may read a global only when it is a tl.constexpr (the interpreter reads any).
 MIN_4Z = tl.constexpr(1e-6)
+
+def _given(arg_name: str):
+    """A `triton.heuristics` rule: the flag is set when the launch passes a tensor, not None."""
+    return lambda args: args[arg_name] is not None
+
+
+# Optional inputs are passed as None when absent; these flags compile them out.
+_HAS_RESET = {"HAS_RESET": _given("reset_ptr")}
 
 # Sizes that change between calls are not specialised on (== 1, divisible by 16): one compiled
 # kernel serves every sequence length and micro-batch.
@@ -163,6 +173,7 @@ def _row(value, rows, index):
     return tl.sum(tl.where(rows[:, None] == index, value, 0.0), axis=0)
 
 
+@triton.heuristics(_HAS_RESET)
 @triton.jit(do_not_specialize=_SIZES)
 def rglru_fwd_summary_kernel(
     x_ptr, gx_ptr, ga_ptr, w_ptr, reset_ptr, map_a_ptr, map_b_ptr,
@@ -186,6 +197,7 @@ def rglru_fwd_summary_kernel(
     tl.store(map_b_ptr + offs, _row(cum_b, rows, TILE - 1), mask=mask_d)
 
 
+@triton.heuristics({"HAS_INIT": _given("init_ptr")})
 @triton.jit(do_not_specialize=["N", "B"])
 def carry_scan_kernel(
     map_a_ptr, map_b_ptr, init_ptr, carries_ptr, final_ptr,
@@ -225,6 +237,7 @@ def carry_scan_kernel(
     tl.store(final_ptr + pid_b.to(tl.int64) * D + offs_d, carry, mask=mask_d)
 
 
+@triton.heuristics({**_HAS_RESET, "HAS_H0": _given("h0_ptr")})
 @triton.jit(do_not_specialize=_SIZES + ["NUM_TILES"])
 def rglru_fwd_kernel(
     x_ptr, gx_ptr, ga_ptr, w_ptr, reset_ptr, h0_ptr, y_ptr, states_ptr, final_ptr,
@@ -269,6 +282,7 @@ def rglru_fwd_kernel(
         tl.store(final_ptr + b64 * D + offs_d, carry, mask=mask_d)
 
 
+@triton.heuristics(_HAS_RESET)
 @triton.jit(do_not_specialize=_SIZES)
 def rglru_bwd_summary_kernel(
     ga_ptr, dy_ptr, w_ptr, reset_ptr, map_a_ptr, map_b_ptr,
@@ -297,6 +311,7 @@ def rglru_bwd_summary_kernel(
     tl.store(map_b_ptr + offs, _row(cum_b, rows, 0), mask=mask_d)
 
 
+@triton.heuristics({**_HAS_RESET, "HAS_DFINAL": _given("dfinal_ptr")})
 @triton.jit(do_not_specialize=_SIZES + ["NUM_TILES"])
 def rglru_bwd_kernel(
     x_ptr, gx_ptr, ga_ptr, w_ptr, reset_ptr, dy_ptr, dfinal_ptr, states_ptr, k_in_ptr,

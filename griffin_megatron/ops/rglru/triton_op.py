@@ -34,22 +34,30 @@ _NOMINAL_BLOCK_D = 64  # the autotuned BLOCK_D is only known at launch, after th
 _logged_schedules: set = set()
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1) instead of compiling.
+
+    The one place that asks: the configs, the carry-scan block and the device check all use it.
+    """
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _configs(gpu_candidates):
     # The interpreter runs programs one after another, so autotuning there only costs time.
-    if _interpreting():
+    if interpreting():
         return [triton.Config({"BLOCK_D": 64})]
     return [triton.Config({"BLOCK_D": block_d}, num_warps=warps)
             for block_d, warps in gpu_candidates]
 
 
-# (BLOCK_D, num_warps) candidates, the safe one first. A tile holds TILE_T * BLOCK_D fp32 values
-# per live tensor; more than 16 per thread spills registers on sm_90 (the backward keeps more
-# tensors live: at most 8). tests/ops/test_rglru_triton_compile.py checks them for spills.
-FWD_CANDIDATES = [(32, 4), (32, 8), (64, 8)]
+# (BLOCK_D, num_warps) candidates, the safe one first: calls below _AUTOTUNE_MIN_ELEMENTS use
+# only it. A tile holds TILE_T * BLOCK_D fp32 values per live tensor. At 16 per thread (BLOCK_D=32
+# on 4 warps) the sequential forward sits at ptxas's 168-register target and spills with
+# triton 3.7.1, so the forward's safe candidate keeps 8 per thread (BLOCK_D=32 on 8 warps: the
+# same 64 x 32 tile, and so the same bytes in flight per program). The backward keeps more tensors
+# live: at most 8 per thread. benchmarks/rglru_compile_check.py checks every candidate for spills
+# on sm_90 (tests/ops/test_rglru_triton_compile.py runs it); benchmarks/RESULTS.md has the table.
+FWD_CANDIDATES = [(32, 8), (16, 4), (64, 8)]
 BWD_CANDIDATES = [(32, 8), (16, 8), (32, 16)]
 _FWD_CONFIGS = _configs(FWD_CANDIDATES)
 _BWD_CONFIGS = _configs(BWD_CANDIDATES)
@@ -59,7 +67,10 @@ _AUTOTUNE_MIN_ELEMENTS = 1 << 22
 
 
 def _first_config_if_small(configs, named_args, **kwargs):
-    size = named_args["T"] * named_args["B"] * named_args["D"]
+    # Triton passes the positional arguments as named_args and the keyword ones as kwargs; the
+    # launches below are all keywords.
+    args = {**named_args, **kwargs}
+    size = args["T"] * args["B"] * args["D"]
     return configs if size >= _AUTOTUNE_MIN_ELEMENTS else configs[:1]
 
 
@@ -101,12 +112,28 @@ def choose_chunked(B: int, D: int, device: torch.device) -> bool:
     return chunked
 
 
-def _reset_arg(reset: Optional[torch.Tensor], placeholder: torch.Tensor):
-    """The reset flags as bytes (a view: bool is one byte) with their (time, batch) strides."""
+def _reset_args(reset: Optional[torch.Tensor]) -> dict:
+    """The reset flags as keyword arguments: None when absent (the kernels' HAS_RESET is derived
+    from that), else bytes (a view: bool is one byte) with their (time, batch) strides."""
     if reset is None:
-        return placeholder, (0, 0)  # never read: HAS_RESET=False
+        return dict(reset_ptr=None, stride_rt=0, stride_rb=0)
     flags = reset.view(torch.uint8)
-    return flags, (flags.stride(0), flags.stride(1))
+    return dict(reset_ptr=flags, stride_rt=flags.stride(0), stride_rb=flags.stride(1))
+
+
+def _input_args(x, gate_x, gate_a, w, reset: Optional[torch.Tensor]) -> dict:
+    """Keyword arguments for the inputs the tile kernels read, with their (time, batch) strides."""
+    return dict(
+        x_ptr=x, stride_xt=x.stride(0), stride_xb=x.stride(1),
+        gx_ptr=gate_x, stride_gxt=gate_x.stride(0), stride_gxb=gate_x.stride(1),
+        ga_ptr=gate_a, stride_gat=gate_a.stride(0), stride_gab=gate_a.stride(1),
+        w_ptr=w, **_reset_args(reset),
+    )
+
+
+def _sizes(T: int, B: int, D: int) -> dict:
+    # T_BUCKET: T rounded up to a power of two, the autotuning key (T itself is not specialised on).
+    return dict(T=T, B=B, D=D, T_BUCKET=triton.next_power_of_2(T))
 
 
 def _tile_maps(num_tiles: int, B: int, D: int, device):
@@ -125,11 +152,10 @@ def _chain_maps(map_a, map_b, init, reverse: bool):
     final = _new((B, D), torch.float32, map_a.device)
     # Small and latency-bound (N / BLOCK_N dependent steps): not worth autotuning. BLOCK_N = 8
     # in the interpreter makes short test sequences cross several row blocks.
-    block_n, block_d = (8, 32) if _interpreting() else (64, 32)
+    block_n, block_d = (8, 32) if interpreting() else (64, 32)
     kernels.carry_scan_kernel[(triton.cdiv(D, block_d), B)](
-        map_a, map_b, init if init is not None else map_a, carries, final,
-        num_tiles, B, D, HAS_INIT=init is not None, REVERSE=reverse,
-        BLOCK_N=block_n, BLOCK_D=block_d,
+        map_a_ptr=map_a, map_b_ptr=map_b, init_ptr=init, carries_ptr=carries, final_ptr=final,
+        N=num_tiles, B=B, D=D, REVERSE=reverse, BLOCK_N=block_n, BLOCK_D=block_d,
     )
     return carries, final
 
@@ -143,24 +169,21 @@ def rglru_fwd(x, gate_x, gate_a, w, reset, initial_state, chunked: bool):
         final = h0.clone() if h0 is not None else x.new_zeros((B, D), dtype=torch.float32)
         return torch.empty_like(x), final, x.new_empty((0, B, D), dtype=torch.float32)
     y = _new((T, B, D), x.dtype, x.device)
-    reset_arg, reset_strides = _reset_arg(reset, x)
-    inputs = (x, gate_x, gate_a, w, reset_arg)
-    strides = (*x.stride()[:2], *gate_x.stride()[:2], *gate_a.stride()[:2], *reset_strides)
-    t_bucket = triton.next_power_of_2(T)
+    inputs = _input_args(x, gate_x, gate_a, w, reset)
+    sizes = _sizes(T, B, D)
     if chunked:
         map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
         _fwd_summary[_grid(D, num_tiles, B)](
-            *inputs, map_a, map_b, T, B, D, *strides, t_bucket,
-            HAS_RESET=reset is not None, TILE=TILE_T,
+            **inputs, map_a_ptr=map_a, map_b_ptr=map_b, **sizes, TILE=TILE_T,
         )
         states, final = _chain_maps(map_a, map_b, h0, reverse=False)
     else:
         states = _new((num_tiles, B, D), torch.float32, x.device)
         final = _new((B, D), torch.float32, x.device)
     _fwd[_grid(D, num_tiles if chunked else 1, B)](
-        *inputs, h0 if h0 is not None else x, y, states, final,
-        T, B, D, num_tiles, *strides, *y.stride()[:2], t_bucket,
-        HAS_RESET=reset is not None, HAS_H0=h0 is not None, SEQUENTIAL=not chunked, TILE=TILE_T,
+        **inputs, h0_ptr=h0, y_ptr=y, states_ptr=states, final_ptr=final,
+        stride_yt=y.stride(0), stride_yb=y.stride(1), **sizes, NUM_TILES=num_tiles,
+        SEQUENTIAL=not chunked, TILE=TILE_T,
     )
     return y, final, states
 
@@ -185,29 +208,29 @@ def rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y, grad_final, chunked: 
     dx = _new((T, B, D), x.dtype, x.device)
     dgx = _new((T, B, D), gate_x.dtype, x.device)
     dga = _new((T, B, D), gate_a.dtype, x.device)
-    reset_arg, reset_strides = _reset_arg(reset, x)
-    t_bucket = triton.next_power_of_2(T)
+    inputs = _input_args(x, gate_x, gate_a, w, reset)
+    sizes = _sizes(T, B, D)
+    dy = dict(dy_ptr=grad_y, stride_dyt=grad_y.stride(0), stride_dyb=grad_y.stride(1))
     if chunked:
         map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
         _bwd_summary[_grid(D, num_tiles, B)](
-            gate_a, grad_y, w, reset_arg, map_a, map_b, T, B, D,
-            *gate_a.stride()[:2], *grad_y.stride()[:2], *reset_strides, t_bucket,
-            HAS_RESET=reset is not None, TILE=TILE_T,
+            ga_ptr=gate_a, stride_gat=gate_a.stride(0), stride_gab=gate_a.stride(1),
+            w_ptr=w, **_reset_args(reset), **dy, map_a_ptr=map_a, map_b_ptr=map_b,
+            **sizes, TILE=TILE_T,
         )
         k_in, dh0 = _chain_maps(map_a, map_b, dfinal, reverse=True)
     else:
-        k_in = states  # unused by the sequential schedule
+        k_in = None  # the sequential schedule carries it from tile to tile itself
         dh0 = _new((B, D), torch.float32, x.device)
     programs_over_time = num_tiles if chunked else 1
     dw_partial = _new((programs_over_time, B, D), torch.float32, x.device)
     _bwd[_grid(D, programs_over_time, B)](
-        x, gate_x, gate_a, w, reset_arg, grad_y, dfinal if dfinal is not None else x, states, k_in,
-        dx, dgx, dga, dw_partial, dh0,
-        T, B, D, num_tiles,
-        *x.stride()[:2], *gate_x.stride()[:2], *gate_a.stride()[:2], *reset_strides,
-        *grad_y.stride()[:2], *dx.stride()[:2], *dgx.stride()[:2], *dga.stride()[:2], t_bucket,
-        HAS_RESET=reset is not None, HAS_DFINAL=dfinal is not None, SEQUENTIAL=not chunked,
-        TILE=TILE_T,
+        **inputs, **dy, dfinal_ptr=dfinal, states_ptr=states, k_in_ptr=k_in,
+        dx_ptr=dx, dgx_ptr=dgx, dga_ptr=dga, dw_partial_ptr=dw_partial, dh0_ptr=dh0,
+        stride_dxt=dx.stride(0), stride_dxb=dx.stride(1),
+        stride_dgxt=dgx.stride(0), stride_dgxb=dgx.stride(1),
+        stride_dgat=dga.stride(0), stride_dgab=dga.stride(1),
+        **sizes, NUM_TILES=num_tiles, SEQUENTIAL=not chunked, TILE=TILE_T,
     )
     return dx, dgx, dga, dw_partial.sum(dim=(0, 1)), dh0
 
@@ -233,6 +256,11 @@ class RGLRUTritonFunction(torch.autograd.Function):
 
 
 def _check_kernel_inputs(x, gate_x, gate_a) -> None:
+    if x.device.type != "cuda" and not interpreting():
+        raise ValueError(
+            "rglru: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU "
+            "correctness runs); use backend='torch' on a CPU."
+        )
     for name, t in (("x", x), ("gate_x", gate_x), ("gate_a", gate_a)):
         if t.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(

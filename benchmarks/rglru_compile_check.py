@@ -5,12 +5,15 @@ global that is not a tl.constexpr, an op without a lowering), and register spill
 compiled code. This compiles every kernel variant and autotuning candidate ahead of time with
 Triton's bundled ptxas and reads the resource usage with its cuobjdump:
 
-    python -m griffin_megatron.ops.rglru.triton_compile_check [--first-candidates] [--fp32]
+    python benchmarks/rglru_compile_check.py [--first-candidates] [--fp32]
 
-Prints one row per variant and exits 1 when one fails to compile or spills registers. It must run
-in a process where TRITON_INTERPRET was never set: Triton's own `tl.sum` and `tl.sigmoid` are
-jit functions, interpreted for good once triton is imported with it set (the tests run this
-module in a subprocess for that reason).
+Prints one row per variant (registers and the full resource line) and the Triton version, and
+exits 1 when one fails to compile or spills registers. The optional tensors are compiled present
+(HAS_RESET, HAS_H0, HAS_DFINAL, HAS_INIT all set): the variants with the most live registers.
+It must run in a process where TRITON_INTERPRET was never set: Triton's own `tl.sum` and
+`tl.sigmoid` are jit functions, interpreted for good once triton is imported with it set
+(tests/ops/test_rglru_triton_compile.py runs this script in a subprocess for that reason).
+Per-version tables are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import triton
 
-from . import triton_kernels
-from .triton_op import BWD_CANDIDATES, FWD_CANDIDATES
+# Run from a checkout without installing it: this repository's package comes first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from griffin_megatron.ops.rglru import triton_kernels  # noqa: E402
+from griffin_megatron.ops.rglru.triton_op import BWD_CANDIDATES, FWD_CANDIDATES  # noqa: E402
 
 SM90 = ("cuda", 90, 32)
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
@@ -69,6 +76,8 @@ def compile_for_sm90(kernel: str, dtype: str, constexprs, num_warps: int) -> str
     from triton.compiler import ASTSource
 
     fn = getattr(triton_kernels, kernel)
+    while not isinstance(fn, triton.runtime.JITFunction):  # under its @triton.heuristics
+        fn = fn.fn
     types = pointer_types(dtype)
     signature = {
         name: "constexpr" if name in constexprs else types.get(name, "i32") for name in fn.arg_names
@@ -93,6 +102,7 @@ def main() -> int:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         print("unset TRITON_INTERPRET: interpreted kernels cannot be compiled", file=sys.stderr)
         return 2
+    print(f"triton {triton.__version__}, sm_90, compile only", flush=True)
     failures = 0
     for kernel, dtype, label, constexprs, warps in variants(
             args.first_candidates, ("bf16", "fp32") if args.fp32 else ("bf16",)):
