@@ -1,7 +1,8 @@
 """`griffin-megatron train` options: the rows of `griffin_megatron.options` (Megatron-LM's names
 where Megatron-LM has the option, ours for Griffin's architecture), plus `--config` (a shipped
-recipe name or a YAML file) whose keys are the same names without the leading dashes. Precedence: command line > --config file > built-in defaults (and, when no
---data-path is given, the embedded default run's settings, see default_run.py).
+recipe name or a YAML file) whose keys are the same names without the leading dashes.
+Precedence: command line > --config file > the table's defaults (and, when no --data-path is
+given, the embedded default run's settings, see default_run.py).
 
 `finalize_arguments` merges those sources and checks everything that can be checked before any
 process group exists, each failure one sentence.
@@ -48,9 +49,6 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     options.add_to_parser(parser)
     _record_explicit(parser)
-    parser.set_defaults(_option_dests=frozenset(
-        action.dest for action in parser._actions if action.option_strings and action.dest != "help"
-    ))
 
 
 def _option(dest: str) -> str:
