@@ -4,7 +4,7 @@
 #   RECIPE=griffin-14b DATA_PATH=/data/corpus_text_document \
 #   NNODES=8 NODE_RANK=<0..7> MASTER_ADDR=<node 0 host> bash examples/launch_torchrun.sh [extra args]
 #
-# RECIPE       recipe name (recipes/<name>.yaml) or a YAML path
+# RECIPE       shipped recipe name (griffin_megatron/recipes/<name>.yaml) or a YAML path
 # DATA_PATH    Megatron indexed dataset prefix(es) written by `griffin-megatron preprocess`;
 #              several weighted prefixes as one string: "0.7 /data/a_text_document 0.3 /data/b_..."
 # NNODES, NODE_RANK, MASTER_ADDR   the job's nodes, this node's index, node 0's address
@@ -21,10 +21,8 @@ MASTER_ADDR="${MASTER_ADDR:-localhost}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-case "$RECIPE" in
-    */*|*.yaml|*.yml) CONFIG="$RECIPE" ;;
-    *) CONFIG="$ROOT/recipes/$RECIPE.yaml" ;;
-esac
+# A shipped recipe name (installed with the package) or a YAML path: `train --config` takes both.
+CONFIG="$RECIPE"
 RUN_DIR="${RUN_DIR:-$ROOT/runs/$(basename "$CONFIG" .yaml)}"
 
 # Megatron overlaps tensor-parallel communication with compute only with one hardware queue.

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.utils import init_method_normal
+
+from .errors import ConfigError
 
 RECURRENT = "R"
 ATTENTION = "A"
@@ -22,8 +24,21 @@ LAYER_TYPES = {RECURRENT: "recurrent (RG-LRU)", ATTENTION: "local multi-query at
 RGLRU_BACKENDS = ("auto", "triton", "torch")
 
 
-class GriffinConfigError(ValueError):
-    """A user-facing configuration error; its message is one complete sentence."""
+class GriffinConfigError(ConfigError):
+    """A user-facing configuration error; its message is one complete sentence. `violations`
+    lists every broken layout rule when the error is about the parallel layout."""
+
+    def __init__(self, message: str, violations: Sequence["Violation"] = ()):
+        super().__init__(message)
+        self.violations = list(violations)
+
+
+class Violation(NamedTuple):
+    """A broken layout rule: its name (quoted in messages) and what is wrong and how to fix it,
+    without a final period."""
+
+    rule: str
+    message: str
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +72,13 @@ class GriffinConfig(TransformerConfig):
     vocab_size, seq_length: vocabulary and training sequence length of the model.
     rotary_percent, rotary_base: RoPE on the first rotary_percent of each head's channels.
     rglru_backend: "auto" (Triton on CUDA, PyTorch on CPU), "triton" or "torch".
+    num_layers_per_virtual_pipeline_stage: interleaved pipeline chunks of this many layers (sets
+        virtual_pipeline_model_parallel_size, as Megatron-LM's option of that name does).
+
+    The parallel layout (tensor, pipeline, virtual and uneven pipeline stages, sequence parallel,
+    recompute) is checked against the model's shapes by `layout_violations` below, every broken
+    rule named; `batch_violations` adds the rules that also need the GPU count and batch sizes.
+    `griffin-megatron train` and `plan` both rely on these and on nothing else.
     """
 
     # Griffin's own fields.
@@ -73,6 +95,9 @@ class GriffinConfig(TransformerConfig):
     rotary_percent: float = 0.5
     rotary_base: float = 10000.0
     rglru_backend: str = "auto"
+    # Megatron-LM's --num-layers-per-virtual-pipeline-stage; when set, it decides
+    # virtual_pipeline_model_parallel_size (the model chunks per pipeline rank).
+    num_layers_per_virtual_pipeline_stage: Optional[int] = None
 
     # TransformerConfig fields whose defaults differ for RecurrentGemma-style models.
     num_query_groups: Optional[int] = 1
@@ -100,6 +125,11 @@ class GriffinConfig(TransformerConfig):
         self.window_size = (self.attention_window - 1, 0)
         self._default_init_methods()
         self._validate_shapes()
+        violations = layout_violations(self)
+        if violations:
+            raise layout_error(violations)
+        if self.num_layers_per_virtual_pipeline_stage is not None:
+            self.virtual_pipeline_model_parallel_size = virtual_stages(self)
         super().__post_init__()
 
     # Validation ---------------------------------------------------------------------------------
@@ -188,45 +218,6 @@ class GriffinConfig(TransformerConfig):
                 f"rotary_percent={self.rotary_percent} of head dimension {head_dim} gives "
                 f"{rotary_dim} rotary channels, which must be an even integer; adjust either."
             )
-        # lru_width % tp follows from these two: lru_width = rglru_num_heads x block width.
-        checks = [
-            ("rglru_num_heads", self.rglru_num_heads, "each rank must own whole RG-LRU gate blocks"),
-            ("num_attention_heads", self.num_attention_heads, "query heads are split across ranks"),
-            ("ffn_hidden_size", self.ffn_hidden_size, "the MLP is split across ranks"),
-            ("vocab_size", self.vocab_size, "the vocabulary is split across ranks"),
-        ]
-        for name, value, why in checks:
-            if value % tp:
-                _fail(
-                    f"{name}={value} is not divisible by tensor_model_parallel_size={tp} "
-                    f"({why}); choose a tensor-parallel size that divides {value}"
-                    + (" or pad the vocabulary" if name == "vocab_size" else "")
-                    + "."
-                )
-        if self.sequence_parallel and self.seq_length % tp:
-            _fail(
-                f"seq_length={self.seq_length} is not divisible by tensor_model_parallel_size={tp}"
-                ", but sequence parallelism gives each rank an equal slice of the sequence; "
-                "choose a sequence length that is a multiple of the tensor-parallel size."
-            )
-        if (
-            self.virtual_pipeline_model_parallel_size is not None
-            and self.pipeline_model_parallel_size == 2
-            and self.batch_p2p_comm
-        ):
-            _fail(
-                f"virtual_pipeline_model_parallel_size={self.virtual_pipeline_model_parallel_size} "
-                "with pipeline_model_parallel_size=2 needs "
-                "batch_p2p_comm=False (and overlap_p2p_comm=True, as Megatron-LM sets them): a "
-                "batched exchange between the same two ranks carries both activations and "
-                "gradients of equal shape, which can be matched to the wrong receive."
-            )
-        groups = self.num_query_groups
-        if groups % tp and tp % groups:
-            _fail(
-                f"num_query_groups={groups} and tensor_model_parallel_size={tp} must divide one "
-                "another (key/value heads are split across ranks, or replicated when fewer)."
-            )
 
     def _default_init_methods(self) -> None:
         # Lecun-normal inputs and depth-scaled outputs, as in the released Griffin code: fan-in
@@ -267,3 +258,208 @@ class GriffinConfig(TransformerConfig):
         if not self.scale_embeddings:
             return 1.0
         return float(torch.tensor(math.sqrt(self.hidden_size), dtype=torch.bfloat16, device="cpu"))
+
+
+# Layout rules --------------------------------------------------------------------------------------
+# Each returns the rules a config breaks, so that one message can name all of them. The messages use
+# the config's field names; `griffin-megatron train` options carry the same names with dashes.
+
+
+def _divides(rule: str, what: str, value: int, by_name: str, by: int, why: str,
+             fix: str) -> List[Violation]:
+    if value % by == 0:
+        return []
+    return [Violation(rule, f"{what}={value} is not divisible by {by_name}={by} ({why}); {fix}")]
+
+
+def tensor_parallel_violations(config: GriffinConfig) -> List[Violation]:
+    tp, name = config.tensor_model_parallel_size, "tensor_model_parallel_size"
+    fix = "choose a tensor-parallel size that divides it"
+    out = _divides("rglru-heads/tp", "rglru_num_heads", config.rglru_num_heads, name, tp,
+                   "each rank must own whole RG-LRU gate blocks", fix)
+    out += _divides("heads/tp", "num_attention_heads", config.num_attention_heads, name, tp,
+                    "query heads are split across ranks", fix)
+    out += _divides("ffn/tp", "ffn_hidden_size", config.ffn_hidden_size, name, tp,
+                    "the MLP is split across ranks", fix)
+    out += _divides("vocab/tp", "vocab_size", config.vocab_size, name, tp,
+                    "the vocabulary is split across ranks", fix + " or pad the vocabulary")
+    groups = config.num_query_groups
+    if groups % tp and tp % groups:
+        out.append(Violation("kv-heads/tp", f"num_query_groups={groups} and {name}={tp} must "
+                             "divide one another (key/value heads are split across ranks, or "
+                             "replicated when fewer)"))
+    head_dim = config.kv_channels or config.hidden_size // config.num_attention_heads
+    out += _divides("qkv/tp", "fused QKV width", (config.num_attention_heads + 2 * groups) * head_dim,
+                    name, tp, "Megatron splits the fused QKV projection evenly", fix)
+    if config.sequence_parallel:
+        if tp == 1:
+            out.append(Violation("sequence-parallel", "sequence_parallel needs "
+                                 "tensor_model_parallel_size > 1 (it splits over the "
+                                 "tensor-parallel group); raise it or drop sequence parallelism"))
+        out += _divides("seq/tp", "seq_length", config.seq_length, name, tp,
+                        "sequence parallelism gives each rank an equal slice of the sequence",
+                        "choose a sequence length that is a multiple of the tensor-parallel size")
+    return out
+
+
+def pipeline_stage_layers(config: GriffinConfig) -> Optional[List[int]]:
+    """Layers of each pipeline stage (first to last), or None when the stages cannot be formed."""
+    pp, total = config.pipeline_model_parallel_size, config.num_layers
+    first, last = config.num_layers_in_first_pipeline_stage, config.num_layers_in_last_pipeline_stage
+    middle_stages = pp - (first is not None) - (last is not None)
+    middle_layers = total - (first or 0) - (last or 0)
+    if pp == 1:
+        return [total] if first is None and last is None else None
+    if middle_stages == 0:
+        return [first, last] if middle_layers == 0 else None
+    if middle_layers < middle_stages or middle_layers % middle_stages:
+        return None
+    per_stage = middle_layers // middle_stages
+    return ([first] if first is not None else []) + [per_stage] * middle_stages + (
+        [last] if last is not None else [])
+
+
+def pipeline_violations(config: GriffinConfig) -> List[Violation]:
+    pp, total = config.pipeline_model_parallel_size, config.num_layers
+    first, last = config.num_layers_in_first_pipeline_stage, config.num_layers_in_last_pipeline_stage
+    uneven = first is not None or last is not None
+    for name, value in (("num_layers_in_first_pipeline_stage", first),
+                        ("num_layers_in_last_pipeline_stage", last)):
+        if value is not None and value < 1:
+            return [Violation("layers/pp", f"{name}={value} must be at least 1")]
+    if pp == 1 and uneven:
+        return [Violation("layers/pp", "num_layers_in_first/last_pipeline_stage need "
+                          "pipeline_model_parallel_size > 1 (there is only one stage); drop them")]
+    if pipeline_stage_layers(config) is None:
+        if not uneven:
+            return [Violation("layers/pp", f"num_layers={total} is not divisible by "
+                              f"pipeline_model_parallel_size={pp} (every pipeline stage holds the "
+                              "same number of layers); change the depth or the pipeline size, or "
+                              "give the first / last stage its own layer count")]
+        given = " + ".join(f"{v} ({n} stage)" for n, v in (("first", first), ("last", last))
+                           if v is not None)
+        middle = pp - (first is not None) - (last is not None)
+        return [Violation("layers/pp", f"num_layers={total} cannot be split into {given} and "
+                          f"{middle} more stage(s) of equal, positive size over "
+                          f"pipeline_model_parallel_size={pp}; make the stage sizes add up to "
+                          "the depth")]
+    return []
+
+
+def virtual_pipeline_violations(config: GriffinConfig) -> List[Violation]:
+    per_virtual = config.num_layers_per_virtual_pipeline_stage
+    pp = config.pipeline_model_parallel_size
+    if per_virtual is None:
+        return []
+    if pp == 1:
+        return [Violation("vpp", "num_layers_per_virtual_pipeline_stage needs "
+                          "pipeline_model_parallel_size > 1 (it interleaves pipeline stages)")]
+    stages = pipeline_stage_layers(config)
+    first, last = config.num_layers_in_first_pipeline_stage, config.num_layers_in_last_pipeline_stage
+    if first is not None and last is not None and pp == 2:
+        return [Violation("vpp", "num_layers_per_virtual_pipeline_stage with both the first and "
+                          "the last stage sized needs a third pipeline stage of the default size")]
+    per_stage = stages[1 if first is not None else 0]
+    if per_stage % per_virtual:
+        return [Violation("vpp", f"layers per pipeline stage={per_stage} is not divisible by "
+                          f"num_layers_per_virtual_pipeline_stage={per_virtual} (each stage is cut "
+                          "into equal virtual stages)")]
+    chunks = per_stage // per_virtual
+    for name, value in (("num_layers_in_first_pipeline_stage", first),
+                        ("num_layers_in_last_pipeline_stage", last)):
+        if value is not None and value % chunks:
+            return [Violation("vpp", f"{name}={value} is not divisible by the {chunks} virtual "
+                              "stages per pipeline rank")]
+    return []
+
+
+def virtual_stages(config: GriffinConfig) -> Optional[int]:
+    """virtual_pipeline_model_parallel_size that num_layers_per_virtual_pipeline_stage implies
+    (Megatron-LM's rule: a default-sized stage's layers / layers per virtual stage)."""
+    if config.num_layers_per_virtual_pipeline_stage is None:
+        return config.virtual_pipeline_model_parallel_size
+    stages = pipeline_stage_layers(config)
+    per_stage = stages[1 if config.num_layers_in_first_pipeline_stage is not None else 0]
+    return per_stage // config.num_layers_per_virtual_pipeline_stage
+
+
+def recompute_violations(config: GriffinConfig) -> List[Violation]:
+    granularity, method, count = (config.recompute_granularity, config.recompute_method,
+                                  config.recompute_num_layers)
+    if granularity == "full":
+        if method is None or count is None:
+            return [Violation("recompute", "recompute_granularity full needs recompute_method "
+                              "(uniform or block) and recompute_num_layers")]
+        chunks = virtual_stages(config) or 1
+        fewest = min(pipeline_stage_layers(config)) // chunks
+        if not 1 <= count <= fewest:
+            return [Violation("recompute", f"recompute_num_layers={count} must be between 1 and "
+                              f"the {fewest} layers of one pipeline chunk")]
+    elif method is not None or count is not None:
+        return [Violation("recompute", "recompute_method and recompute_num_layers apply only "
+                          "with recompute_granularity full")]
+    return []
+
+
+def interleaving_violations(config: GriffinConfig) -> List[Violation]:
+    if (virtual_stages(config) is not None and config.pipeline_model_parallel_size == 2
+            and config.batch_p2p_comm):
+        return [Violation("vpp-p2p", f"virtual_pipeline_model_parallel_size="
+                          f"{virtual_stages(config)} with pipeline_model_parallel_size=2 needs "
+                          "batch_p2p_comm=False (and overlap_p2p_comm=True, as Megatron-LM sets "
+                          "them): a batched exchange between the same two ranks carries both "
+                          "activations and gradients of equal shape, which can be matched to the "
+                          "wrong receive")]
+    return []
+
+
+def layout_violations(config: GriffinConfig) -> List[Violation]:
+    """Every layout rule the config breaks (empty when the layout is possible)."""
+    out = tensor_parallel_violations(config) + pipeline_violations(config)
+    if any(v.rule == "layers/pp" for v in out):
+        return out  # virtual stages and recompute chunks are undefined without pipeline stages
+    out += virtual_pipeline_violations(config)
+    if any(v.rule == "vpp" for v in out):
+        return out
+    return out + recompute_violations(config) + interleaving_violations(config)
+
+
+def batch_violations(config: GriffinConfig, gpus: int, micro_batch_size: int,
+                     global_batch_size: int) -> List[Violation]:
+    """The rules of a job: its GPUs are TP x PP x DP, and each step is whole micro-batches on
+    every data-parallel rank (in groups of PP with interleaved stages)."""
+    tp, pp = config.tensor_model_parallel_size, config.pipeline_model_parallel_size
+    if gpus < 1:
+        return [Violation("gpus", f"the job has {gpus} GPUs; it needs at least one")]
+    if gpus % (tp * pp):
+        return [Violation("gpus", f"{gpus} GPUs is not a multiple of tensor x pipeline parallel "
+                          f"size = {tp} x {pp} = {tp * pp} (GPUs = TP x PP x DP); launch a "
+                          "multiple of their product")]
+    data_parallel = gpus // (tp * pp)
+    per_step = micro_batch_size * data_parallel
+    out = _divides("global-batch", "global_batch_size", global_batch_size,
+                   "micro_batch_size x data-parallel size", per_step,
+                   "every data-parallel rank runs whole micro-batches",
+                   "make it a multiple of that product")
+    microbatches = global_batch_size // per_step
+    if not out and virtual_stages(config) is not None and microbatches % pp:
+        out.append(Violation("vpp-microbatches", f"{microbatches} micro-batches per step is not "
+                             f"a multiple of pipeline_model_parallel_size={pp} (Megatron's "
+                             "interleaved schedule runs micro-batches in groups of PP)"))
+    return out
+
+
+def layout_error(violations: Sequence[Violation]) -> GriffinConfigError:
+    first = violations[0]
+    text = f"the layout breaks rule '{first.rule}': {first.message}"
+    others = [v.rule for v in violations[1:]]
+    if others:
+        text += f" (also broken: {', '.join(repr(r) for r in others)})"
+    return GriffinConfigError(text + ".", violations)
+
+
+def check_batch(config: GriffinConfig, gpus: int, micro_batch_size: int,
+                global_batch_size: int) -> None:
+    violations = batch_violations(config, gpus, micro_batch_size, global_batch_size)
+    if violations:
+        raise layout_error(violations)

@@ -136,6 +136,9 @@ def meta_model(config: GriffinConfig, backend: str = "local"):
         tensor_model_parallel_size=1,
         pipeline_model_parallel_size=1,
         virtual_pipeline_model_parallel_size=None,
+        num_layers_per_virtual_pipeline_stage=None,
+        num_layers_in_first_pipeline_stage=None,
+        num_layers_in_last_pipeline_stage=None,
         sequence_parallel=False,
     )
     with torch.device("meta"):

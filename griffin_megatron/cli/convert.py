@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# dtype names -> torch dtype attribute (torch is imported only when the command runs)
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     to_hf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
+def _dtype(name):
+    import torch
+
+    return getattr(torch, DTYPES[name])
+
+
 def run(args: argparse.Namespace) -> int:
     from ..checkpointing import (
         build_model_from_checkpoint,
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.direction == "hf-to-mcore":
         check_output_directory(args.out, args.overwrite)
-        model = from_hf(args.hf_dir, params_dtype=DTYPES[args.dtype])
+        model = from_hf(args.hf_dir, params_dtype=_dtype(args.dtype))
         out = save_model_checkpoint(
             model,
             args.out,
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         out = to_hf(
             model,
             args.out,
-            dtype=DTYPES[args.dtype] if args.dtype else None,
+            dtype=_dtype(args.dtype) if args.dtype else None,
             tokenizer_dir=find_tokenizer_dir(ckpt),
             overwrite=args.overwrite,
         )

@@ -22,7 +22,7 @@ def _override(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe", required=True, help="recipe name (recipes/NAME.yaml) or YAML path")
+    parser.add_argument("--recipe", required=True, help="shipped recipe name (e.g. griffin-14b) or YAML path")
     parser.add_argument("--gpus", type=int, help="GPUs in the job (default: the recipe's cluster)")
     parser.add_argument("--gpu-memory-gb", type=float,
                         help="memory per GPU in GiB (default: the recipe's cluster)")

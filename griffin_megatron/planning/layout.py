@@ -2,48 +2,55 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Optional
+
+from .. import options
+from ..config import GriffinConfig
 
 
 @dataclass(frozen=True)
 class Layout:
+    """The job's side of a plan; every field comes from the run's GriffinConfig (already checked
+    by its own layout rules) or from the run's options, never from defaults of its own."""
+
     gpus: int
     num_layers: int
     seq_length: int
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
-    layers_per_virtual_stage: Optional[int] = None
-    sequence_parallel: bool = False
-    micro_batch_size: int = 1
-    global_batch_size: int = 1
-    distributed_optimizer: bool = False
-    recompute_granularity: Optional[str] = None
-    recompute_method: Optional[str] = None
-    recompute_num_layers: Optional[int] = None
-    bf16: bool = True
-    backend: str = "local"
+    tensor_parallel: int
+    pipeline_parallel: int
+    virtual_stages: int  # model chunks per pipeline rank (1 without interleaving)
+    sequence_parallel: bool
+    micro_batch_size: int
+    global_batch_size: int
+    distributed_optimizer: bool
+    recompute_granularity: Optional[str]
+    recompute_method: Optional[str]
+    recompute_num_layers: Optional[int]
+    bf16: bool
+    backend: str
 
     @classmethod
-    def from_recipe(cls, recipe: Dict[str, Any], gpus: int, config) -> "Layout":
-        """The layout of a recipe for a model config, with Megatron-LM's defaults for the keys a
-        recipe leaves out."""
+    def of(cls, config: GriffinConfig, args: argparse.Namespace, gpus: int) -> "Layout":
+        """The layout of a run: its config, its options (`options.options_namespace`) and GPUs;
+        the global batch defaults to micro-batch x data-parallel size, as in `train`."""
         return cls(
             gpus=gpus,
             num_layers=config.num_layers,
-            seq_length=recipe.get("seq-length", config.seq_length),
-            tensor_parallel=recipe.get("tensor-model-parallel-size", 1),
-            pipeline_parallel=recipe.get("pipeline-model-parallel-size", 1),
-            layers_per_virtual_stage=recipe.get("num-layers-per-virtual-pipeline-stage"),
-            sequence_parallel=recipe.get("sequence-parallel", False),
-            micro_batch_size=recipe.get("micro-batch-size", 1),
-            global_batch_size=recipe.get("global-batch-size", recipe.get("micro-batch-size", 1)),
-            distributed_optimizer=recipe.get("use-distributed-optimizer", False),
-            recompute_granularity=recipe.get("recompute-granularity"),
-            recompute_method=recipe.get("recompute-method"),
-            recompute_num_layers=recipe.get("recompute-num-layers"),
-            bf16=recipe.get("bf16", False),
-            backend=recipe.get("backend", "local"),
+            seq_length=config.seq_length,
+            tensor_parallel=config.tensor_model_parallel_size,
+            pipeline_parallel=config.pipeline_model_parallel_size,
+            virtual_stages=config.virtual_pipeline_model_parallel_size or 1,
+            sequence_parallel=config.sequence_parallel,
+            micro_batch_size=args.micro_batch_size,
+            global_batch_size=options.global_batch_size(args, gpus),
+            distributed_optimizer=args.use_distributed_optimizer,
+            recompute_granularity=config.recompute_granularity,
+            recompute_method=config.recompute_method,
+            recompute_num_layers=config.recompute_num_layers,
+            bf16=config.bf16,
+            backend=args.backend,
         )
 
     @property
@@ -53,13 +60,6 @@ class Layout:
     @property
     def data_parallel(self) -> int:
         return self.gpus // self.model_parallel
-
-    @property
-    def virtual_stages(self) -> int:
-        """Model chunks per pipeline rank (1 without interleaving)."""
-        if self.layers_per_virtual_stage is None:
-            return 1
-        return self.num_layers // self.pipeline_parallel // self.layers_per_virtual_stage
 
     @property
     def num_microbatches(self) -> int:

@@ -174,21 +174,16 @@ def _stage_activations(config, layout, rank, mb, chunks_layers) -> tuple:
 
 def plan_memory(config: GriffinConfig, layout: Layout, counts: ParameterCounts,
                 rglru_backend: str = "triton") -> List[StageMemory]:
-    """Memory of every pipeline stage; the layout must satisfy the rules (rules.check_layout)."""
+    """Memory of every pipeline stage. `config` is the run's config (its pipeline stages, checked
+    by the config's own layout rules), `layout` the plan made of it (`Layout.of`)."""
     pp, v, tp = layout.pipeline_parallel, layout.virtual_stages, layout.tensor_parallel
-    staged = replace(
-        config,
-        pipeline_model_parallel_size=pp,
-        virtual_pipeline_model_parallel_size=v if v > 1 else None,
-        pipeline_dtype=config.params_dtype,
-    )
     mb = micro_batch_of(layout, rglru_backend)
     per_param = bytes_per_parameter(layout.bf16, layout.distributed_optimizer, layout.data_parallel)
     other = bytes_per_parameter(layout.bf16, not layout.distributed_optimizer, layout.data_parallel)
     stages = []
     for rank in range(pp):
         chunks_layers = [
-            list(stage_layer_ids(staged, vp_stage=c if v > 1 else None, pp_rank=rank))
+            list(stage_layer_ids(config, vp_stage=c if v > 1 else None, pp_rank=rank))
             for c in range(v)
         ]
         layers = sorted(i for chunk in chunks_layers for i in chunk)

@@ -1,4 +1,4 @@
-"""One plan: a recipe on a cluster, checked against the layout rules, with memory and FLOPs."""
+"""One plan: a recipe on a cluster, checked by the config's layout rules, with memory and FLOPs."""
 
 from __future__ import annotations
 
@@ -6,22 +6,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..config import GriffinConfig
+from ..config import GriffinConfig, GriffinConfigError, Violation, check_batch, layout_error
+from ..errors import ConfigError
 from ..flops import griffin_forward_flops, training_flops
-from ..presets import get_preset
-from ..recipes import (
-    Cluster,
-    RecipeError,
-    architecture_overrides,
-    load_recipe,
-    recipe_path,
-    stated_cluster,
-    validate_recipe,
-)
+from ..options import global_batch_size, options_namespace
+from ..recipes import Cluster, RecipeError, load_recipe, recipe_path, stated_cluster, validate_recipe
 from .layout import Layout
 from .memory import StageMemory, busiest, memory_violation, plan_memory
 from .params import ParameterCounts, count_model_parameters
-from .rules import LayoutError, Violation, check_layout, error_for
 
 DEFAULT_RESERVE = 0.10  # CUDA context, NCCL buffers and allocator fragmentation
 
@@ -74,9 +66,14 @@ def make_plan(
 ) -> Plan:
     """Load a recipe (name or path), apply overrides, check its layout and size it.
 
-    Raises LayoutError when a layout rule is broken; memory that does not fit is reported by
-    `Plan.memory_problem` (the caller decides whether that is an error).
+    The recipe becomes the options `train --config RECIPE` would run with (the option table's
+    defaults for every key it leaves out) and the same GriffinConfig, so the config's own layout
+    rules decide, exactly as for `train`. Raises GriffinConfigError (a ConfigError) naming the
+    broken rule; memory that does not fit is reported by `Plan.memory_problem` (the caller
+    decides whether that is an error).
     """
+    from ..training.model_config import build_model_config
+
     source = recipe_path(recipe_source)
     recipe = {**load_recipe(source), **(overrides or {})}
     validate_recipe(recipe, f"{source} with overrides" if overrides else str(source))
@@ -91,10 +88,18 @@ def make_plan(
             )
         gpus = gpus if gpus is not None else cluster.gpus
         gpu_memory_gb = gpu_memory_gb if gpu_memory_gb is not None else cluster.memory_gb
-    extra = {"vocab_size": vocab_size} if vocab_size else {}
-    config = get_preset(recipe["preset"], **architecture_overrides(recipe), **extra)
-    layout = Layout.from_recipe(recipe, gpus, config)
-    check_layout(config, layout)
+    if not gpu_memory_gb > 0:
+        raise ConfigError(f"--gpu-memory-gb={gpu_memory_gb:g} must be positive: the memory of one GPU in GiB.")
+    args = options_namespace(recipe)
+    if vocab_size is not None:
+        if vocab_size < 1:
+            raise ConfigError(f"--vocab-size={vocab_size} must be a positive integer.")
+        config = build_model_config(args, vocab_size)
+    else:
+        config = build_model_config(args)
+    args.global_batch_size = global_batch_size(args, gpus)
+    check_batch(config, gpus, args.micro_batch_size, args.global_batch_size)
+    layout = Layout.of(config, args, gpus)
     # Counted on the local backend's meta model (TE cannot be built without a GPU): the te
     # backend holds the same tensors, its norm weights inside the linears that follow them.
     counts = count_model_parameters(config)
@@ -115,8 +120,8 @@ def make_plan(
     )
 
 
-def memory_error(plan: Plan) -> LayoutError:
-    return error_for([Violation("memory", plan.memory_problem)])
+def memory_error(plan: Plan) -> GriffinConfigError:
+    return layout_error([Violation("memory", plan.memory_problem)])
 
 
-__all__ = ["DEFAULT_RESERVE", "LayoutError", "Plan", "make_plan", "memory_error"]
+__all__ = ["DEFAULT_RESERVE", "Plan", "make_plan", "memory_error"]

@@ -36,7 +36,7 @@ from ..parallel import (
 from . import checkpoint, data, default_run, setup
 from .arguments import data_parallel_size
 from .logging import TrainingLogger
-from .model_config import architecture_from_args, virtual_pipeline_size
+from .model_config import virtual_pipeline_size
 from .signals import ExitSignalHandler
 from .trainer import Trainer, optimizer_config
 
@@ -69,7 +69,7 @@ def _pretrain(args: argparse.Namespace) -> TrainResult:
         config = setup.model_config(args, tokenizer)
     runtime.ensure_initialized(
         args.tensor_model_parallel_size, args.pipeline_model_parallel_size,
-        virtual_pipeline_size(args, architecture_from_args(args)["num_layers"]), seed=args.seed,
+        virtual_pipeline_size(args), seed=args.seed,
     )
     if args.data_path is None:
         args.data_path = [setup.rank0_first(default_run.prepare_corpus)]

@@ -1,5 +1,8 @@
 """The GriffinConfig of a training run: the preset, the architecture options on top of it, the
-tokenizer's padded vocabulary, and Megatron's parallel, precision and recompute settings."""
+tokenizer's padded vocabulary, and Megatron's parallel, precision and recompute settings.
+
+`train` and `plan` both build their config here, so both are checked by the same rules (the
+config's own validation, `griffin_megatron.config`)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from ..config import GriffinConfig
+from ..config import GriffinConfig, virtual_stages
 from ..presets import preset_architecture
 from ..recipes import ARCHITECTURE_KEYS
 
@@ -24,38 +27,20 @@ def architecture_from_args(args: argparse.Namespace) -> dict:
     return architecture
 
 
-def virtual_pipeline_size(args: argparse.Namespace, num_layers: int) -> Optional[int]:
-    """Megatron-LM's rule: the layers of a (middle) pipeline stage / layers per virtual stage."""
-    per_virtual = args.num_layers_per_virtual_pipeline_stage
-    pp = args.pipeline_model_parallel_size
-    if per_virtual is None or pp == 1:
-        return None
-    first, last = args.decoder_first_pipeline_num_layers, args.decoder_last_pipeline_num_layers
-    middle_stages = pp - (first is not None) - (last is not None)
-    middle_layers = num_layers - (first or 0) - (last or 0)
-    if middle_stages < 1 or middle_layers % middle_stages:
-        raise ValueError(
-            f"{num_layers} layers with the given first/last stage sizes do not split evenly over "
-            f"the remaining {middle_stages} pipeline stages; adjust the stage sizes."
-        )
-    per_stage = middle_layers // middle_stages
-    if per_stage % per_virtual:
-        raise ValueError(
-            f"--num-layers-per-virtual-pipeline-stage={per_virtual} does not divide the "
-            f"{per_stage} layers of a pipeline stage; pick a divisor of {per_stage}."
-        )
-    return per_stage // per_virtual
-
-
-def build_model_config(args: argparse.Namespace, vocab_size: int) -> GriffinConfig:
+def build_model_config(args: argparse.Namespace, vocab_size: Optional[int] = None) -> GriffinConfig:
+    """The run's GriffinConfig; `vocab_size` None keeps the preset's (padded to the tensor-parallel
+    size, as the tokenizer's is: enough to check a layout before the tokenizer is known)."""
     architecture = architecture_from_args(args)
+    if vocab_size is None:
+        tp = args.tensor_model_parallel_size
+        vocab_size = -(-architecture["vocab_size"] // tp) * tp
     dtype = torch.bfloat16 if args.bf16 else torch.float32
-    vpp = virtual_pipeline_size(args, architecture["num_layers"])
+    interleaved = args.num_layers_per_virtual_pipeline_stage is not None
     overrides = dict(
         vocab_size=vocab_size,
         tensor_model_parallel_size=args.tensor_model_parallel_size,
         pipeline_model_parallel_size=args.pipeline_model_parallel_size,
-        virtual_pipeline_model_parallel_size=vpp,
+        num_layers_per_virtual_pipeline_stage=args.num_layers_per_virtual_pipeline_stage,
         num_layers_in_first_pipeline_stage=args.decoder_first_pipeline_num_layers,
         num_layers_in_last_pipeline_stage=args.decoder_last_pipeline_num_layers,
         sequence_parallel=args.sequence_parallel,
@@ -74,7 +59,7 @@ def build_model_config(args: argparse.Namespace, vocab_size: int) -> GriffinConf
         # losses with interleaved stages), so only on GPUs, where NCCL streams order it.
         deallocate_pipeline_outputs=torch.cuda.is_available(),
     )
-    if vpp is not None:
+    if interleaved:
         # As Megatron-LM: interleaved stages exchange activations with overlapped p2p.
         overrides.update(overlap_p2p_comm=True, batch_p2p_comm=False)
     try:
@@ -82,3 +67,10 @@ def build_model_config(args: argparse.Namespace, vocab_size: int) -> GriffinConf
     except AssertionError as error:
         # TransformerConfig checks some combinations with bare asserts; keep their message.
         raise ValueError(f"the model settings are inconsistent: {error}") from None
+
+
+def virtual_pipeline_size(args: argparse.Namespace) -> Optional[int]:
+    """Model chunks per pipeline rank (None without interleaving), by the config's own rule."""
+    if args.num_layers_per_virtual_pipeline_stage is None or args.pipeline_model_parallel_size == 1:
+        return None
+    return virtual_stages(build_model_config(args))

@@ -46,7 +46,7 @@ def stubs(tmp_path):
 def _expected_tail(run_dir):
     return [
         "-m", "griffin_megatron", "train",
-        "--config", str(ROOT / "recipes" / "griffin-14b.yaml"),
+        "--config", "griffin-14b",
         "--data-path", "0.7", "/data/a_text_document", "0.3", "/data/b_text_document",
         "--save", f"{run_dir}/checkpoints", "--load", f"{run_dir}/checkpoints",
         "--tensorboard-dir", f"{run_dir}/tensorboard",

@@ -2,13 +2,15 @@
 parameters against an analytic count, the pipeline schedule replay, and the printed table."""
 
 import pytest
+import torch
 
 from griffin_megatron.cli.main import main
+from griffin_megatron.config import GriffinConfigError
 from griffin_megatron.planning import memory
 from griffin_megatron.planning.layout import Layout
 from griffin_megatron.planning.params import count_model_parameters
+from griffin_megatron.options import options_namespace
 from griffin_megatron.planning.plan import make_plan
-from griffin_megatron.planning.rules import layout_violations
 from griffin_megatron.presets import get_preset
 
 TINY = "preset: griffin-tiny\nbf16: true\n"
@@ -30,32 +32,32 @@ def run_plan(tmp_path, capsys, recipe_text, *args):
     [
         (TINY + "tensor-model-parallel-size: 4\n", ["--gpus", "6"], "gpus",
          "6 GPUs is not a multiple of tensor x pipeline parallel size = 4 x 1 = 4"),
-        (TINY + "tensor-model-parallel-size: 8\n", ["--gpus", "8"], "heads/tp",
-         "num_attention_heads=4 is not divisible by tensor-model-parallel-size=8"),
-        (TINY + "tensor-model-parallel-size: 8\nlru-width: 68\n", ["--gpus", "8"], "heads/tp",
-         "(also broken: 'lru/tp', 'rglru-heads/tp')"),
+        (TINY + "tensor-model-parallel-size: 8\n", ["--gpus", "8"], "rglru-heads/tp",
+         "rglru_num_heads=4 is not divisible by tensor_model_parallel_size=8"),
+        (TINY + "tensor-model-parallel-size: 8\nlru-width: 68\n", ["--gpus", "8"], "rglru-heads/tp",
+         "(also broken: 'heads/tp'"),
         (TINY + "tensor-model-parallel-size: 2\n", ["--gpus", "2", "--vocab-size", "511"],
-         "vocab/tp", "vocab_size=511 is not divisible by tensor-model-parallel-size=2"),
+         "vocab/tp", "vocab_size=511 is not divisible by tensor_model_parallel_size=2"),
         (TINY + "sequence-parallel: true\n", ["--gpus", "1"], "sequence-parallel",
-         "needs tensor-model-parallel-size > 1"),
+         "needs tensor_model_parallel_size > 1"),
         (TINY + "tensor-model-parallel-size: 4\nsequence-parallel: true\nseq-length: 66\n",
-         ["--gpus", "4"], "seq/tp", "seq-length=66 is not divisible by tensor-model-parallel-size=4"),
+         ["--gpus", "4"], "seq/tp", "seq_length=66 is not divisible by tensor_model_parallel_size=4"),
         (TINY + "pipeline-model-parallel-size: 2\n", ["--gpus", "2"], "layers/pp",
-         "num_layers=3 is not divisible by pipeline-model-parallel-size=2"),
+         "num_layers=3 is not divisible by pipeline_model_parallel_size=2"),
         (SMALL + "num-layers-per-virtual-pipeline-stage: 2\n", ["--gpus", "1"], "vpp",
-         "needs pipeline-model-parallel-size > 1"),
+         "needs pipeline_model_parallel_size > 1"),
         (SMALL + "pipeline-model-parallel-size: 2\nnum-layers-per-virtual-pipeline-stage: 4\n",
          ["--gpus", "2"], "vpp",
-         "layers per pipeline stage=6 is not divisible by num-layers-per-virtual-pipeline-stage=4"),
+         "layers per pipeline stage=6 is not divisible by num_layers_per_virtual_pipeline_stage=4"),
         (SMALL + "pipeline-model-parallel-size: 2\nnum-layers-per-virtual-pipeline-stage: 3\n"
          "global-batch-size: 3\n", ["--gpus", "2"], "vpp-microbatches",
-         "3 micro-batches per step is not a multiple of pipeline-model-parallel-size=2"),
+         "3 micro-batches per step is not a multiple of pipeline_model_parallel_size=2"),
         (TINY + "micro-batch-size: 4\nglobal-batch-size: 10\n", ["--gpus", "2"], "global-batch",
-         "global-batch-size=10 is not divisible by micro-batch-size x data-parallel size=8"),
+         "global_batch_size=10 is not divisible by micro_batch_size x data-parallel size=8"),
         (TINY + "recompute-granularity: full\n", ["--gpus", "1"], "recompute",
-         "needs recompute-method (uniform or block) and recompute-num-layers"),
+         "needs recompute_method (uniform or block) and recompute_num_layers"),
         (TINY + "recompute-granularity: full\nrecompute-method: block\nrecompute-num-layers: 4\n",
-         ["--gpus", "1"], "recompute", "recompute-num-layers=4 must be between 1 and the 3 layers"),
+         ["--gpus", "1"], "recompute", "recompute_num_layers=4 must be between 1 and the 3 layers"),
         (SMALL + "micro-batch-size: 64\nglobal-batch-size: 64\n",
          ["--gpus", "1", "--gpu-memory-gb", "16"], "memory", "needs"),
     ],
@@ -79,9 +81,10 @@ def test_impossible_layouts_name_the_rule(tmp_path, capsys, recipe, args, rule, 
     ],
 )
 def test_head_and_width_rules(overrides, tp, rule):
-    config = get_preset("griffin-tiny", **overrides)
-    layout = Layout(gpus=tp, num_layers=config.num_layers, seq_length=64, tensor_parallel=tp)
-    assert [v.rule for v in layout_violations(config, layout)] == [rule]
+    with pytest.raises(GriffinConfigError) as refused:
+        get_preset("griffin-tiny", tensor_model_parallel_size=tp, **overrides)
+    assert [v.rule for v in refused.value.violations] == [rule]
+    assert f"rule '{rule}'" in str(refused.value)
 
 
 def per_rank_analytic(c, tp) -> int:
@@ -107,10 +110,12 @@ def test_per_rank_parameters_match_analytic_split(preset, tp):
 
 
 def test_pipeline_stages_hold_all_layers_and_a_copy_of_the_output_weight():
-    config = get_preset("griffin-100m")
+    config = get_preset("griffin-100m", pipeline_model_parallel_size=4,
+                        num_layers_per_virtual_pipeline_stage=1, pipeline_dtype=torch.bfloat16,
+                        bf16=True)
     counts = count_model_parameters(config)
-    layout = Layout(gpus=4, num_layers=12, seq_length=2048, pipeline_parallel=4,
-                    layers_per_virtual_stage=1, global_batch_size=8, bf16=True)
+    layout = Layout.of(config, options_namespace({"global-batch-size": 8}), gpus=4)
+    assert layout.virtual_stages == 3
     stages = memory.plan_memory(config, layout, counts)
     assert sorted(i for s in stages for i in s.layers) == list(range(12))
     assert stages[0].layers == [0, 4, 8]  # interleaved: stage 0 holds chunks 0, 4 and 8

@@ -70,7 +70,7 @@ def test_recipe_model_has_the_expected_parameter_count(name):
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_recipe_layout_passes_the_rules_and_fits(name):
-    plan = make_plan(name)  # raises LayoutError on a broken rule
+    plan = make_plan(name)  # raises GriffinConfigError on a broken layout rule
     cluster = stated_cluster(name)
     assert plan.layout.gpus == cluster.gpus
     assert plan.layout.data_parallel * plan.layout.model_parallel == cluster.gpus

@@ -13,6 +13,7 @@ LAYOUTS = {
     "tp2": ["--tensor-model-parallel-size", "2"],
     "pp2": ["--pipeline-model-parallel-size", "2"],
     "pp2-vpp2": ["--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "1"],
+    "pp2-uneven": ["--pipeline-model-parallel-size", "2", "--decoder-first-pipeline-num-layers", "1"],
     "dp2-distributed-optimizer": ["--use-distributed-optimizer"],
 }
 ITERATIONS = 3

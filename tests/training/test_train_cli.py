@@ -150,7 +150,7 @@ BAD_INPUTS = {
     "ids beyond the tokenizer": (["--data-path", "{unrecorded}", "--tokenizer", "{small}"],
                                  "has only 260 tokens"),
     "another architecture": (["--load", "{ckpt}", "--num-layers", "3"], "another architecture"),
-    "batch not divisible": (["--global-batch-size", "7"], "is not divisible by --micro-batch-size=2"),
+    "batch not divisible": (["--global-batch-size", "7"], "global_batch_size=7 is not divisible by micro_batch_size"),
     "save holds a run": (["--save", "{ckpt}"], "already holds checkpoints"),
     "wandb missing": (["--wandb-project", "p"], "needs the wandb package, which is not installed"),
 }
