@@ -21,6 +21,7 @@ COMMANDS = {
     "train": ("train", "pretrain Hawk / Griffin (no data arguments: a tiny demo run)"),
     "generate": ("generate", "continue a text prompt with a checkpoint or HF model"),
     "evaluate": ("evaluate", "loss and perplexity by position, in the memory of one chunk"),
+    "lm-eval": ("lm_evaluation", "lm-evaluation-harness tasks on a checkpoint (the eval extra)"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)

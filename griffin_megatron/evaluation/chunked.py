@@ -66,41 +66,50 @@ def token_losses_from_logits(logits: Tensor, targets: Tensor) -> Tensor:
     ).view(targets.shape)
 
 
-def chunked_token_losses(
-    model,
-    ids,
-    positions,
-    chunk_tokens: int,
-) -> Iterator[Tuple[int, Tensor]]:
-    """Yield (start, losses [B, T]) chunk by chunk: losses[:, i] is -log p(ids[:, start + i + 1]
-    | everything before it), for every target of the sequence (N - 1 of them).
+def chunked_logits(model, ids, positions, chunk_tokens: int,
+                   length: Optional[int] = None) -> Iterator[Tuple[int, Tensor]]:
+    """Yield (start, logits [B, T, V / tp]) for ids[:, start:start + T], chunk by chunk, each
+    chunk continuing from the state the previous ones left.
 
-    ids, positions: [B, N] integer arrays (torch tensors or numpy arrays, e.g. a memory map, so
-        that only one chunk is ever copied into a tensor); positions restart at 0 per document.
+    ids, positions: [B, N] integer arrays (torch tensors, numpy arrays or memory maps: only
+        slices [:, start:end] are read, so only one chunk is ever copied into a tensor);
+        positions restart at 0 per document.
     chunk_tokens: tokens fed per forward (bounds the activation and logit memory).
+    length: feed only the first `length` tokens (default N).
     """
     if not isinstance(chunk_tokens, int) or chunk_tokens < 1:
         raise ConfigError(f"chunk_tokens={chunk_tokens} must be a positive number of tokens.")
     model = unwrap_model(model)
     check_layout(model)
     device = next(model.parameters()).device
-    length = ids.shape[1]
     cache = None
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, length - 1, chunk_tokens):
-            end = min(start + chunk_tokens, length - 1)
+        length = ids.shape[1] if length is None else length
+        for start in range(0, length, chunk_tokens):
+            end = min(start + chunk_tokens, length)
             chunk_ids = _as_tensor(ids[:, start:end], device)
             chunk_positions = _as_tensor(positions[:, start:end], device)
-            targets = _as_tensor(ids[:, start + 1:end + 1], device)
             # Entered per chunk, not around the loop: the caller runs between yields.
             with torch.inference_mode(), cpu_compat.paused():
                 logits, cache = forward_chunk(model, chunk_ids, chunk_positions, cache)
-                losses = token_losses_from_logits(logits, targets)
-            yield start, losses
+            yield start, logits
     finally:
         model.train(was_training)
+
+
+def chunked_token_losses(model, ids, positions, chunk_tokens: int) -> Iterator[Tuple[int, Tensor]]:
+    """Yield (start, losses [B, T]) chunk by chunk: losses[:, i] is -log p(ids[:, start + i + 1]
+    | everything before it), for every target of the sequence (N - 1 of them).
+
+    Arguments as in `chunked_logits`.
+    """
+    for start, logits in chunked_logits(model, ids, positions, chunk_tokens, ids.shape[1] - 1):
+        targets = _as_tensor(ids[:, start + 1:start + 1 + logits.shape[1]], logits.device)
+        with torch.inference_mode():
+            losses = token_losses_from_logits(logits, targets)
+        yield start, losses
 
 
 def _as_tensor(values, device) -> Tensor:
