@@ -71,6 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="griffin,hawk,attention")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/extrapolation"))
     parser.add_argument("--markdown", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="reuse a model's evaluation.json already in --out-dir (resume a study)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     files = held_out_files(args.held_out_files, args.eval_length + 1)
@@ -78,6 +80,11 @@ def main(argv=None) -> int:
     curves, seconds = {}, {}
     for name in args.models.split(","):
         began = time.perf_counter()
+        result_file = args.out_dir / f"{name}-eval" / "evaluation.json"
+        if args.skip_existing and result_file.is_file():
+            curves[name] = json.loads(result_file.read_text())
+            seconds[name] = float("nan")
+            continue
         save = args.out_dir / name
         shutil.rmtree(save, ignore_errors=True)  # a fresh run, not a resume
         extra = list(MODELS[name])

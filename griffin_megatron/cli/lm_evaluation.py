@@ -66,6 +66,14 @@ def run(args: argparse.Namespace) -> int:
     if args.include_path and not Path(args.include_path).is_dir():
         raise InputFileError(f"--include-path {args.include_path} is not a directory of task YAML files.")
     lm_eval, TaskManager = import_lm_eval()
+    source = Path(args.load or args.hf_dir)
+    if not source.exists():  # before lm-eval indexes its thousands of task files
+        from ..errors import CheckpointError
+
+        raise CheckpointError(
+            f"checkpoint {source} does not exist; pass the directory that `griffin-megatron "
+            "train --save` or `convert` wrote."
+        )
     task_manager = TaskManager(include_path=args.include_path)
     tasks = task_names(args, task_manager)
 

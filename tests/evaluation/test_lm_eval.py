@@ -39,13 +39,11 @@ def models(tmp_path_factory):
     return root / "ckpt", root / "export"
 
 
-def _evaluate(model, model_args):
-    from lm_eval.tasks import TaskManager
-
+def _evaluate(model, model_args, task_manager):
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
     return lm_eval.simple_evaluate(
         model=model, model_args=model_args, tasks=TASKS, log_samples=True,
-        task_manager=TaskManager(include_path=str(TASKS_DIR)), bootstrap_iters=0,
+        task_manager=task_manager, bootstrap_iters=0,
     )
 
 
@@ -57,11 +55,14 @@ def _responses(results, task):
 def both(models):
     import griffin_megatron.evaluation.lm_eval_model  # noqa: F401  registers griffin-megatron
 
+    from lm_eval.tasks import TaskManager
+
     ckpt, export = models
-    ours = _evaluate("griffin-megatron", {"load": str(ckpt), "batch_size": 3, "chunk_tokens": 5})
+    tasks = TaskManager(include_path=str(TASKS_DIR))  # indexing lm-eval's tasks takes a while: once
+    ours = _evaluate("griffin-megatron", {"load": str(ckpt), "batch_size": 3, "chunk_tokens": 5}, tasks)
     # batch_size 1: HF RecurrentGemma's recurrence does not mask left padding.
     theirs = _evaluate("hf", {"pretrained": str(export), "batch_size": 1, "max_length": 4096,
-                              "device": "cpu", "dtype": "float32"})
+                              "device": "cpu", "dtype": "float32"}, tasks)
     return ours, theirs
 
 
