@@ -22,6 +22,8 @@ COMMANDS = {
     "preprocess": ("preprocess", "tokenize raw text into a Megatron indexed dataset"),
     "train": ("train", "pretrain Hawk / Griffin (no data arguments: a tiny demo run)"),
     "generate": ("generate", "continue a text prompt with a checkpoint or HF model"),
+    "evaluate": ("evaluate", "loss and perplexity by position, in the memory of one chunk"),
+    "lm-eval": ("lm_evaluation", "lm-evaluation-harness tasks on a checkpoint (the eval extra)"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)

@@ -1,0 +1,137 @@
+"""`griffin-megatron evaluate`: loss and perplexity by position, at any sequence length.
+
+    griffin-megatron evaluate --load CKPT --data-path PREFIX --seq-length 65536 --chunk-tokens 2048
+    griffin-megatron evaluate --hf-dir DIR --text-files book.txt --seq-length 1048576
+    torchrun --nproc-per-node 2 -m griffin_megatron evaluate --load CKPT --data-path PREFIX
+
+Each sequence is prefilled --chunk-tokens at a time, continuing from the recurrent state and
+the attention window's cache, so memory depends on the chunk size, not on --seq-length.
+Writes <output-dir>/evaluation.json and evaluation.png; rank 0 prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--load", metavar="CKPT", help="griffin-megatron checkpoint or save directory")
+    source.add_argument("--hf-dir", metavar="DIR", help="HF RecurrentGemma directory")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data-path", metavar="PREFIX",
+                      help="Megatron indexed dataset prefix (from `griffin-megatron preprocess`)")
+    data.add_argument("--text-files", nargs="+", metavar="FILE",
+                      help="raw UTF-8 text files, one document each, tokenized with the model's tokenizer")
+    parser.add_argument("--seq-length", type=int, required=True,
+                        help="tokens of context per evaluated sequence (may exceed the training length)")
+    parser.add_argument("--chunk-tokens", type=int, default=1024,
+                        help="tokens per forward through the cache (bounds memory)")
+    parser.add_argument("--split", default="95,5,0",
+                        help="train,valid,test weights, as given to training (indexed data)")
+    parser.add_argument("--split-name", choices=("train", "valid", "test"), default="valid",
+                        help="which split of --data-path to evaluate")
+    parser.add_argument("--seed", type=int, default=1234, help="the training run's --seed (sample order)")
+    parser.add_argument("--max-sequences", type=int, default=None,
+                        help="evaluate at most this many sequences (default: the whole split)")
+    parser.add_argument("--data-cache-path", default=None, help="where Megatron caches dataset indices")
+    parser.add_argument("--tokenizer", metavar="PATH",
+                        help="tokenizer (default: the one saved with the model / recorded by preprocess)")
+    parser.add_argument("--output-dir", default="evaluation", help="where the JSON and PNG go")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="parameter dtype")
+    parser.add_argument("--tensor-parallel-size", type=int, default=None,
+                        help="default: every launched process (WORLD_SIZE)")
+    parser.add_argument("--pipeline-parallel-size", type=int, default=1,
+                        help="only 1: evaluation carries every layer's state from chunk to chunk")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.seq_length < 1:
+        raise ConfigError(f"--seq-length {args.seq_length} must be a positive number of tokens.")
+    if args.chunk_tokens < 1:
+        raise ConfigError(
+            f"--chunk-tokens {args.chunk_tokens} must be a positive number of tokens (e.g. 1024)."
+        )
+    if args.max_sequences is not None and args.max_sequences < 1:
+        raise ConfigError(f"--max-sequences {args.max_sequences} must be at least 1.")
+
+
+def _sequences(args: argparse.Namespace):
+    from ..evaluation.sequences import indexed_dataset_sequences, text_file_sequences
+
+    if args.data_path:
+        return indexed_dataset_sequences(
+            args.data_path, args.seq_length, split=args.split, split_name=args.split_name,
+            seed=args.seed, max_sequences=args.max_sequences, cache_path=args.data_cache_path,
+            tokenizer=args.tokenizer,
+        )
+    from ..evaluation.loading import tokenizer_dir
+    from ..generation import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
+    sequences = text_file_sequences(args.text_files, tokenizer.encode, args.seq_length)
+    if args.max_sequences is not None:
+        import itertools
+
+        sequences = itertools.islice(sequences, args.max_sequences)
+    return sequences
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    if args.data_path:
+        from ..training.data import check_dataset_files
+
+        try:
+            check_dataset_files([args.data_path])
+        except FileNotFoundError as error:
+            from ..errors import InputFileError
+
+            raise InputFileError(error.args[0]) from None
+    if not args.no_plot:
+        from ..evaluation.report import import_pyplot
+
+        import_pyplot()  # fail before the evaluation, not after it
+    from ..evaluation.loading import load_model
+    from ..evaluation.perplexity import evaluate_sequences
+    from ..evaluation.report import format_table, plot_loss_by_position, summary, write_json
+
+    tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
+    model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,
+                       args.pipeline_parallel_size)
+
+    import torch.distributed as dist
+
+    printing = not dist.is_initialized() or dist.get_rank() == 0
+
+    def progress(index: int, tokens: int) -> None:
+        if printing:
+            print(f"sequence {index + 1}: {tokens} tokens", flush=True)
+
+    buckets = evaluate_sequences(model, _sequences(args), args.chunk_tokens, args.seq_length,
+                                 on_sequence=progress)
+    result = summary(
+        buckets,
+        model=args.load or args.hf_dir,
+        data=args.data_path or args.text_files,
+        seq_length=args.seq_length,
+        chunk_tokens=args.chunk_tokens,
+        split=args.split if args.data_path else None,
+        split_name=args.split_name if args.data_path else None,
+        training_seq_length=model.config.seq_length,
+    )
+    if printing:
+        out = Path(args.output_dir)
+        print(format_table(result))
+        print(f"wrote {write_json(result, out / 'evaluation.json')}")
+        if not args.no_plot:
+            name = Path(args.load or args.hf_dir).name
+            png = plot_loss_by_position({name: result}, out / "evaluation.png",
+                                        training_length=model.config.seq_length)
+            print(f"wrote {png}")
+    return 0

@@ -1,0 +1,72 @@
+"""The model and tokenizer to evaluate: a griffin-megatron checkpoint or an HF directory.
+
+Load failures the user can fix (a missing directory, no tokenizer beside it) become
+`CheckpointError` / `InputFileError` sentences.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..errors import CheckpointError, ConfigError, InputFileError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
+               tensor_parallel: int = 1, pipeline_parallel: int = 1):
+    """A GriffinModel in eval mode for the current process group (TP over its ranks)."""
+    from ..runtime import ensure_initialized
+
+    if pipeline_parallel != 1:
+        raise ConfigError(
+            f"--pipeline-parallel-size {pipeline_parallel}: evaluation continues every layer's "
+            "state chunk by chunk, so it runs with tensor parallelism only; use "
+            "--tensor-parallel-size instead."
+        )
+    source = Path(load or hf_dir)
+    if not source.exists():
+        raise CheckpointError(
+            f"checkpoint {source} does not exist; pass the directory that `griffin-megatron "
+            "train --save` or `convert` wrote."
+        )
+    ensure_initialized(tensor_model_parallel_size=tensor_parallel)
+    params_dtype = DTYPES[dtype]
+    parallel = dict(tensor_model_parallel_size=tensor_parallel, sequence_parallel=False)
+    if hf_dir:
+        from ..interop.hf import from_hf
+
+        if not (source / "config.json").is_file():
+            raise CheckpointError(
+                f"{source} has no config.json; --hf-dir takes a directory written by "
+                "save_pretrained (or `griffin-megatron convert --to hf`)."
+            )
+        return from_hf(str(source), params_dtype=params_dtype, **parallel).eval()
+    from ..checkpointing import build_model_from_checkpoint
+
+    try:
+        model = build_model_from_checkpoint(
+            str(source), params_dtype=params_dtype, bf16=params_dtype == torch.bfloat16, **parallel
+        )
+    except FileNotFoundError as error:
+        raise CheckpointError(f"cannot load {source}: {error.args[0] if error.args else error}") from None
+    return model.eval()
+
+
+def tokenizer_dir(load: Optional[str], hf_dir: Optional[str], tokenizer: Optional[str]) -> Path:
+    """--tokenizer, or the tokenizer saved with the model."""
+    from ..checkpointing import find_tokenizer_dir, resolve_checkpoint_dir
+
+    if tokenizer:
+        return Path(tokenizer)
+    model_dir = resolve_checkpoint_dir(load) if load else Path(hf_dir)
+    found = find_tokenizer_dir(model_dir)
+    if found is None:
+        raise InputFileError(
+            f"no tokenizer found beside {model_dir} (tokenizer.json, tokenizer.model or "
+            "tokenizer_config.json); pass --tokenizer DIR."
+        )
+    return found
