@@ -155,12 +155,9 @@ class GriffinConfig(TransformerConfig):
                 f"normalization={self.normalization!r} is not supported: Griffin uses RMSNorm; "
                 "leave normalization at its default."
             )
-        if self.context_parallel_size != 1:
-            _fail(
-                f"context_parallel_size={self.context_parallel_size} is not supported by Griffin "
-                "layers yet; use sequence parallelism (sequence_parallel=True) to split long "
-                "sequences across tensor-parallel ranks instead."
-            )
+        from .context_parallel.layout import check_context_parallel_layout
+
+        check_context_parallel_layout(self)
 
     def _validate_shapes(self) -> None:
         tp = self.tensor_model_parallel_size

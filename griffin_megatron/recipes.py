@@ -65,6 +65,7 @@ RECIPE_KEYS: Dict[str, RecipeKey] = {
     # parallelism
     "tensor-model-parallel-size": RecipeKey(_INT, "tensor-parallel size (TP)"),
     "pipeline-model-parallel-size": RecipeKey(_INT, "pipeline-parallel size (PP)"),
+    "context-parallel-size": RecipeKey(_INT, "context-parallel size (CP): contiguous sequence shards"),
     "num-layers-per-virtual-pipeline-stage": RecipeKey(
         _INT, "layers per virtual pipeline stage (interleaved 1F1B); unset: not interleaved"
     ),

@@ -13,6 +13,7 @@ class Layout:
     seq_length: int
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
+    context_parallel: int = 1
     layers_per_virtual_stage: Optional[int] = None
     sequence_parallel: bool = False
     micro_batch_size: int = 1
@@ -34,6 +35,7 @@ class Layout:
             seq_length=recipe.get("seq-length", config.seq_length),
             tensor_parallel=recipe.get("tensor-model-parallel-size", 1),
             pipeline_parallel=recipe.get("pipeline-model-parallel-size", 1),
+            context_parallel=recipe.get("context-parallel-size", 1),
             layers_per_virtual_stage=recipe.get("num-layers-per-virtual-pipeline-stage"),
             sequence_parallel=recipe.get("sequence-parallel", False),
             micro_batch_size=recipe.get("micro-batch-size", 1),
@@ -52,7 +54,12 @@ class Layout:
 
     @property
     def data_parallel(self) -> int:
-        return self.gpus // self.model_parallel
+        return self.gpus // (self.model_parallel * self.context_parallel)
+
+    @property
+    def shard_length(self) -> int:
+        """Tokens of each sequence one context-parallel rank holds."""
+        return self.seq_length // self.context_parallel
 
     @property
     def virtual_stages(self) -> int:
@@ -73,6 +80,8 @@ class Layout:
         parts = [f"TP {self.tensor_parallel}", f"PP {self.pipeline_parallel}"]
         if self.virtual_stages > 1:
             parts[-1] += f" (interleaved, {self.virtual_stages} virtual stages)"
+        if self.context_parallel > 1:
+            parts.append(f"CP {self.context_parallel}")
         parts.append(f"DP {self.data_parallel}")
         extras = []
         if self.sequence_parallel:

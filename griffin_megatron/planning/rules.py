@@ -105,6 +105,21 @@ def recompute_violations(config: GriffinConfig, layout: Layout) -> List[Violatio
     return []
 
 
+def context_parallel_violations(layout: Layout) -> List[Violation]:
+    cp, tp = layout.context_parallel, layout.tensor_parallel
+    if cp == 1:
+        return []
+    if layout.backend != "local":
+        return [Violation("cp-backend", f"context-parallel-size={cp} works with backend local only "
+                          "(the te backend has no Griffin halo exchange)")]
+    out = _divides("cp", "seq-length", layout.seq_length, "context-parallel-size", cp,
+                   "each rank holds an equal contiguous shard")
+    if layout.sequence_parallel and not out:
+        out += _divides("cp-sp", "seq-length", layout.seq_length, "context x tensor parallel size",
+                        cp * tp, "sequence parallelism splits each shard again over TP")
+    return out
+
+
 def layout_violations(config: GriffinConfig, layout: Layout) -> List[Violation]:
     """Every rule the layout breaks (empty when it is possible)."""
     mp = layout.model_parallel
@@ -113,7 +128,12 @@ def layout_violations(config: GriffinConfig, layout: Layout) -> List[Violation]:
         return [Violation("gpus", f"{layout.gpus} GPUs is not a multiple of tensor x pipeline "
                           f"parallel size = {layout.tensor_parallel} x "
                           f"{layout.pipeline_parallel} = {mp} (GPUs = TP x PP x DP)")]
+    if layout.gpus % (mp * layout.context_parallel):
+        return [Violation("gpus", f"{layout.gpus} GPUs is not a multiple of tensor x pipeline x "
+                          f"context parallel size = {mp * layout.context_parallel} "
+                          "(GPUs = TP x PP x CP x DP)")]
     out = tensor_parallel_violations(config, layout) + pipeline_violations(config, layout)
+    out += context_parallel_violations(layout)
     if out:
         return out
     return batch_violations(layout) + recompute_violations(config, layout)

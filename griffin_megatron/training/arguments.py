@@ -71,6 +71,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     par = parser.add_argument_group("parallelism")
     par.add_argument("--tensor-model-parallel-size", type=int, default=1)
     par.add_argument("--pipeline-model-parallel-size", type=int, default=1)
+    par.add_argument("--context-parallel-size", type=int, default=1,
+                     help="split every sequence into this many contiguous shards, one per rank (CP)")
     par.add_argument("--num-layers-per-virtual-pipeline-stage", type=int, default=None)
     par.add_argument("--decoder-first-pipeline-num-layers", type=int, default=None,
                      help="layers of the first pipeline stage (uneven stages)")
@@ -213,7 +215,7 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
     """Everything that can be checked before processes are grouped; one sentence per failure."""
     world = world_size() if world is None else world
     positive = ("micro_batch_size", "train_iters", "tensor_model_parallel_size",
-                "pipeline_model_parallel_size", "log_interval", "eval_interval", "eval_iters",
+                "pipeline_model_parallel_size", "context_parallel_size", "log_interval", "eval_interval", "eval_iters",
                 "make_vocab_size_divisible_by")
     for dest in positive:
         value = getattr(args, dest)
@@ -246,7 +248,13 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             f"{args.tensor_model_parallel_size} x {args.pipeline_model_parallel_size}; launch a "
             "multiple of their product."
         )
-    data_parallel = world // model_parallel
+    if world % (model_parallel * args.context_parallel_size):
+        raise ValueError(
+            f"{world} processes cannot be split into tensor x pipeline x context groups of "
+            f"{args.tensor_model_parallel_size} x {args.pipeline_model_parallel_size} x "
+            f"{args.context_parallel_size}; launch a multiple of their product."
+        )
+    data_parallel = data_parallel_size(args, world)
     if args.global_batch_size is None:
         args.global_batch_size = args.micro_batch_size * data_parallel
     if args.global_batch_size % (args.micro_batch_size * data_parallel):
@@ -266,6 +274,11 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
         )
     if args.sequence_parallel and args.tensor_model_parallel_size == 1:
         raise ValueError("--sequence-parallel needs --tensor-model-parallel-size > 1.")
+    if args.context_parallel_size > 1 and args.backend != "local":
+        raise ValueError(
+            f"--context-parallel-size {args.context_parallel_size} works with --backend local "
+            f"only (the {args.backend} backend has no Griffin halo exchange); use --backend local."
+        )
     _check_logging_packages(args)
     if args.finetune and args.load is None:
         raise ValueError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")
@@ -294,4 +307,5 @@ def _check_logging_packages(args: argparse.Namespace) -> None:
 
 def data_parallel_size(args: argparse.Namespace, world: Optional[int] = None) -> int:
     world = world_size() if world is None else world
-    return world // (args.tensor_model_parallel_size * args.pipeline_model_parallel_size)
+    model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
+    return world // (model_parallel * getattr(args, "context_parallel_size", 1))

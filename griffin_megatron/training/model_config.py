@@ -55,6 +55,7 @@ def build_model_config(args: argparse.Namespace, vocab_size: int) -> GriffinConf
         vocab_size=vocab_size,
         tensor_model_parallel_size=args.tensor_model_parallel_size,
         pipeline_model_parallel_size=args.pipeline_model_parallel_size,
+        context_parallel_size=getattr(args, "context_parallel_size", 1),
         virtual_pipeline_model_parallel_size=vpp,
         num_layers_in_first_pipeline_stage=args.decoder_first_pipeline_num_layers,
         num_layers_in_last_pipeline_stage=args.decoder_last_pipeline_num_layers,
