@@ -241,6 +241,11 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
         raise ValueError(
             f"--min-lr={args.min_lr} is above --lr={args.lr}; the schedule decays from lr to min-lr."
         )
+    if args.context_parallel_size > 1 and args.backend != "local":
+        raise ValueError(
+            f"--context-parallel-size {args.context_parallel_size} works with --backend local "
+            f"only (the {args.backend} backend has no Griffin halo exchange); use --backend local."
+        )
     model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
     if world % model_parallel:
         raise ValueError(
@@ -274,11 +279,6 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
         )
     if args.sequence_parallel and args.tensor_model_parallel_size == 1:
         raise ValueError("--sequence-parallel needs --tensor-model-parallel-size > 1.")
-    if args.context_parallel_size > 1 and args.backend != "local":
-        raise ValueError(
-            f"--context-parallel-size {args.context_parallel_size} works with --backend local "
-            f"only (the {args.backend} backend has no Griffin halo exchange); use --backend local."
-        )
     _check_logging_packages(args)
     if args.finetune and args.load is None:
         raise ValueError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")

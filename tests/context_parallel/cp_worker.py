@@ -125,12 +125,11 @@ def use_layout(layout: dict) -> None:
                                         context_parallel_size=layout.get("cp", 1))
 
 
-def check_layout(arch: str, layout: dict, weights, batches) -> dict:
+def check_layout(arch: str, layout: dict, weights, batches, reference) -> dict:
+    """One layout (its process groups already initialised) against the reference."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
-    use_layout({})
-    ref_loss, ref_grads = reference_loss_and_grads(arch, model_options(layout), weights, batches)
-    use_layout(layout)
+    ref_loss, ref_grads = reference
     config = tiny_config(
         arch, tp=layout.get("tp", 1), pp=layout.get("pp", 1), vpp=layout.get("vpp"),
         sp=layout.get("sp", False), context_parallel_size=layout["cp"], **model_options(layout),
@@ -152,8 +151,6 @@ def check_layout(arch: str, layout: dict, weights, batches) -> dict:
     is_last = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
     loss = broadcast_from_any(average_lm_loss(losses) if is_last else None)
     if distributed:
-        # Each rank keeps its slice after the reduce-scatter; compare the whole buffer's
-        # all-reduced equivalent instead: sum of every rank's reduced slice.
         grads = _gradients_with_distributed_optimizer(chunks)
     else:
         grads = full_gradients(chunks)
@@ -196,7 +193,6 @@ def check_halo_shapes() -> dict:
     gradients against slicing one whole tensor."""
     from griffin_megatron.context_parallel.halo import previous_tokens
 
-    use_layout(dict(cp=dist.get_world_size()))
     shard = context_parallel.current_shard()
     results = {}
     for length, halo in ((2, 3), (2, 5), (3, 1)):
@@ -221,14 +217,35 @@ def check_halo_shapes() -> dict:
     return results
 
 
+def process_groups(layout: dict) -> tuple:
+    return layout.get("tp", 1), layout.get("pp", 1), layout.get("vpp"), layout.get("cp", 1)
+
+
 def compare_layouts(layout_names: Sequence[str], archs: Sequence[str] = ARCHS, halo_check=False) -> dict:
-    results = {}
+    """{(arch, layout): metrics} on this rank. Process groups are built once per distinct set of
+    parallel sizes (gloo groups are never freed, and each holds threads)."""
+    use_layout({})
+    weights = {arch: full_weights(arch) for arch in archs}
+    references = {}
     for arch in archs:
-        use_layout({})
-        weights = full_weights(arch)
         for name in layout_names:
             layout = LAYOUTS[name]
-            results[(arch, name)] = check_layout(arch, layout, weights, microbatches(layout.get("thd", False)))
+            key = (arch, layout.get("window"), layout.get("thd", False))
+            if key not in references:
+                references[key] = reference_loss_and_grads(
+                    arch, model_options(layout), weights[arch], microbatches(key[2]))
+    results, current = {}, process_groups({})
+    for name in sorted(layout_names, key=lambda n: repr(process_groups(LAYOUTS[n]))):
+        layout = LAYOUTS[name]
+        if process_groups(layout) != current:
+            use_layout(layout)
+            current = process_groups(layout)
+        for arch in archs:
+            key = (arch, layout.get("window"), layout.get("thd", False))
+            results[(arch, name)] = check_layout(arch, layout, weights[arch], microbatches(key[2]),
+                                                 references[key])
     if halo_check:
+        if current != (1, 1, None, dist.get_world_size()):
+            use_layout(dict(cp=dist.get_world_size()))
         results["halo"] = check_halo_shapes()
     return results

@@ -58,7 +58,7 @@ def test_te_backend_with_cp_refused_before_building():
     ],
 )
 def test_train_refuses_bad_cp_layout(extra, words, tmp_path):
-    done = run_train([*TINY, "--train-iters", "1", "--no-save", *extra], cwd=tmp_path, timeout=120)
+    done = run_train([*TINY, "--train-iters", "2", "--no-save", *extra], cwd=tmp_path, timeout=600)
     assert done.returncode == 2, done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0], done.stderr
