@@ -157,7 +157,7 @@ class GriffinConfig(TransformerConfig):
             )
         from .context_parallel.layout import check_context_parallel_layout
 
-        check_context_parallel_layout(self)
+        check_context_parallel_layout(self, error=GriffinConfigError)
 
     def _validate_shapes(self) -> None:
         tp = self.tensor_model_parallel_size

@@ -112,6 +112,27 @@ def smallest_fitting_cp(config, layout: Layout, counts, gpu_memory_gb: float,
     return None
 
 
+# What else a long sequence may need besides CP, tried in this order when CP alone is not enough.
+FALLBACKS = (
+    ({}, ""),
+    ({"micro_batch_size": 1}, "micro-batch-size=1"),
+    ({"micro_batch_size": 1, "recompute_granularity": "full", "recompute_method": "uniform",
+      "recompute_num_layers": 1},
+     "micro-batch-size=1 recompute-granularity=full recompute-method=uniform recompute-num-layers=1"),
+)
+
+
+def needed_cp(config, layout: Layout, counts, gpu_memory_gb: float, reserve: float):
+    """(CP size, the other recipe changes it needs as 'key=value' words) for the smallest change
+    that makes the layout fit, or None."""
+    for changes, words in FALLBACKS:
+        candidate = replace(layout, **changes)
+        cp = smallest_fitting_cp(config, candidate, counts, gpu_memory_gb, reserve)
+        if cp is not None:
+            return cp, words
+    return None
+
+
 def report(plan) -> List[str]:
     """The plan's context-parallel section."""
     config, layout = plan.config, plan.layout
@@ -130,11 +151,14 @@ def report(plan) -> List[str]:
         longest.append(f"CP {cp}: {longest_sequence(config, with_cp(layout, cp), *args):,}")
     lines.append("  longest sequence that fits          " + ", ".join(longest))
     if plan.memory_problem:
-        needed = smallest_fitting_cp(config, layout, *args)
+        needed = needed_cp(config, layout, *args)
         if needed is None:
             lines.append(f"  seq-length {layout.seq_length:,} does not fit at any CP on "
-                         f"{layout.gpus} GPUs with TP x PP = {layout.model_parallel}")
+                         f"{layout.gpus} GPUs with TP x PP = {layout.model_parallel}, even with "
+                         "micro-batch 1 and full recompute")
         else:
-            lines.append(f"  seq-length {layout.seq_length:,} needs context-parallel-size {needed} "
-                         f"(--set context-parallel-size={needed})")
+            cp, words = needed
+            sets = " ".join(f"--set {w}" for w in [f"context-parallel-size={cp}", *words.split()])
+            lines.append(f"  seq-length {layout.seq_length:,} needs context-parallel-size {cp}"
+                         + (f" with {words}" if words else "") + f": {sets}")
     return lines

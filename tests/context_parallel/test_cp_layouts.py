@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
+from griffin_megatron.config import GriffinConfigError
 from griffin_megatron.errors import ConfigError
 from griffin_megatron.planning.context_parallel import exchange_bytes, ring_attention_bytes
 from griffin_megatron.planning.plan import make_plan
@@ -30,7 +32,7 @@ def _one_sentence(message: str) -> None:
     ],
 )
 def test_bad_config_refused(fields, words):
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(GriffinConfigError) as error:
         get_preset("griffin-tiny", **fields)
     assert words in str(error.value)
     _one_sentence(str(error.value))
@@ -67,14 +69,17 @@ def test_train_refuses_bad_cp_layout(extra, words, tmp_path):
 def test_plan_says_what_cp_a_long_sequence_needs(tmp_path):
     done = run_cli(["plan", "--recipe", "griffin-14b", "--seq-length", "131072"], cwd=tmp_path)
     assert done.returncode == 2  # it does not fit at CP 1
-    needed = re.search(r"needs context-parallel-size (\d+)", done.stdout)
+    needed = re.search(r"needs context-parallel-size (\d+).*?: (--set .*)$", done.stdout, re.MULTILINE)
     assert needed, done.stdout
     cp = int(needed.group(1))
     assert cp > 1
-    # At that CP the plan fits, and the activations per rank shrank.
-    fits = make_plan("griffin-14b", overrides={"seq-length": 131072, "context-parallel-size": cp})
+    sets = dict(word.split("=") for word in needed.group(2).split() if word != "--set")
+    overrides = {key: yaml.safe_load(value) for key, value in sets.items()}
+    assert overrides["context-parallel-size"] == cp
+    # With the changes it names the plan fits; at half that CP it does not.
+    fits = make_plan("griffin-14b", overrides={"seq-length": 131072, **overrides})
     assert fits.memory_problem is None
-    smaller = make_plan("griffin-14b", overrides={"seq-length": 131072,
+    smaller = make_plan("griffin-14b", overrides={"seq-length": 131072, **overrides,
                                                   "context-parallel-size": cp // 2})
     assert smaller.memory_problem is not None
     assert fits.busiest.activations < smaller.busiest.activations
