@@ -8,7 +8,7 @@ context-parallel exchange):
 
 - peak resident memory per rank during the pass, above the resident memory before it
   (VmHWM after resetting it through /proc/self/clear_refs; the largest over ranks);
-- the pass's wall time (after one warm-up pass at the same T);
+- the pass's wall time (after one warm-up pass on a short sequence);
 - bytes each rank receives per layer and pass, counted on the tensors our exchanges receive:
   point-to-point halos exactly, collectives as the per-rank receive volume of a ring algorithm
   (all-gather: (CP - 1) inputs; all-reduce: 2 (CP - 1) / CP of the tensor).
@@ -59,8 +59,8 @@ def _status_kib(field: str) -> int:
 class TrafficCounter:
     """Counts the bytes this rank receives in the context-parallel exchanges, by layer type."""
 
-    def __init__(self, cp: int):
-        self.cp = cp
+    def __init__(self, cp: int, group):
+        self.cp, self.group = cp, group
         self.bytes = defaultdict(float)
 
     def install(self):
@@ -75,14 +75,18 @@ class TrafficCounter:
                 self.bytes[kind] += tensor.numel() * tensor.element_size()
             return exchange(shard, outgoing, incoming)
 
+        # Only the collectives on the context-parallel group are ours (the loss's tensor-parallel
+        # all-reduces run on a group of one).
         def counted_all_gather(outputs, tensor, group=None, **kwargs):
-            self.bytes["recurrent"] += (self.cp - 1) * tensor.numel() * tensor.element_size()
+            if group is self.group:
+                self.bytes["recurrent"] += (self.cp - 1) * tensor.numel() * tensor.element_size()
             return all_gather(outputs, tensor, group=group, **kwargs)
 
-        def counted_all_reduce(tensor, *args, **kwargs):
-            size = tensor.numel() * tensor.element_size()
-            self.bytes["recurrent"] += 2 * (self.cp - 1) / self.cp * size
-            return all_reduce(tensor, *args, **kwargs)
+        def counted_all_reduce(tensor, *args, group=None, **kwargs):
+            if group is self.group:
+                size = tensor.numel() * tensor.element_size()
+                self.bytes["recurrent"] += 2 * (self.cp - 1) / self.cp * size
+            return all_reduce(tensor, *args, group=group, **kwargs)
 
         halo._exchange = counted_exchange
         dist.all_gather, dist.all_reduce = counted_all_gather, counted_all_reduce
@@ -109,26 +113,27 @@ def _worker(rank, cp, seq_length, port, out_dir):
                  position_ids=torch.arange(seq_length).unsqueeze(0))
     shard = context_parallel.current_shard()
 
-    def step():
+    def step(length):
+        whole = {key: value[:, :length] for key, value in batch.items()}
         if shard is None:
-            local, seq = batch, None
+            local, seq = whole, None
         else:
-            local, seq = context_parallel.shard_batch(batch, shard)
+            local, seq = context_parallel.shard_batch(whole, shard)
         loss = model(local["tokens"], local["position_ids"], labels=local["labels"],
                      packed_seq_params=seq).float().mean()
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    counter = TrafficCounter(cp)
+    counter = TrafficCounter(cp, shard.group if shard is not None else None)
     if cp > 1:
         counter.install()
-    step()  # warm-up
+    step(256 * cp)  # warm-up on a short sequence (first-call costs out of the timing)
     counter.bytes.clear()
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark
     before = _status_kib("VmRSS")
     dist.barrier()
     start = time.perf_counter()
-    step()
+    step(seq_length)
     dist.barrier()
     seconds = time.perf_counter() - start
     peak = _status_kib("VmHWM")

@@ -55,6 +55,7 @@ def micro_batch_of(layout: Layout, rglru_backend: str = "triton") -> act.MicroBa
         activation_bytes=2 if layout.bf16 else 4,
         backend=layout.backend,
         rglru_backend=rglru_backend,
+        context_parallel=layout.context_parallel,
     )
 
 

@@ -89,9 +89,10 @@ def test_plan_activations_per_rank_divide_by_cp():
     one = make_plan("griffin-14b", overrides={"seq-length": 8192, "global-batch-size": 1024})
     two = make_plan("griffin-14b", overrides={"seq-length": 8192, "context-parallel-size": 2,
                                               "global-batch-size": 1024})
-    # The shard's layers keep half as much (plus no per-sequence terms left over).
+    # Half the tokens per rank, plus the fp32 decay products the cross-rank RG-LRU keeps
+    # (8 bytes per token and RG-LRU channel of each recurrent layer).
     ratio = two.stages[0].activations / one.stages[0].activations
-    assert 0.45 < ratio < 0.55, ratio
+    assert 0.5 < ratio < 0.6, ratio
 
 
 def test_plan_traffic_is_constant_in_sequence_length():
