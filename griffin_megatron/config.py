@@ -185,12 +185,9 @@ class GriffinConfig(TransformerConfig):
                 f"normalization={self.normalization!r} is not supported: Griffin uses RMSNorm; "
                 "leave normalization at its default."
             )
-        if self.context_parallel_size != 1:
-            _fail(
-                f"context_parallel_size={self.context_parallel_size} is not supported by Griffin "
-                "layers yet; use sequence parallelism (sequence_parallel=True) to split long "
-                "sequences across tensor-parallel ranks instead."
-            )
+        from .context_parallel.layout import check_context_parallel_layout
+
+        check_context_parallel_layout(self, error=GriffinConfigError)
 
     def _validate_shapes(self) -> None:
         tp = self.tensor_model_parallel_size
@@ -426,16 +423,17 @@ def layout_violations(config: GriffinConfig) -> List[Violation]:
 
 def batch_violations(config: GriffinConfig, gpus: int, micro_batch_size: int,
                      global_batch_size: int) -> List[Violation]:
-    """The rules of a job: its GPUs are TP x PP x DP, and each step is whole micro-batches on
-    every data-parallel rank (in groups of PP with interleaved stages)."""
+    """The rules of a job: its GPUs are TP x PP x CP x DP, and each step is whole micro-batches
+    on every data-parallel rank (in groups of PP with interleaved stages)."""
     tp, pp = config.tensor_model_parallel_size, config.pipeline_model_parallel_size
+    cp = config.context_parallel_size
     if gpus < 1:
         return [Violation("gpus", f"the job has {gpus} GPUs; it needs at least one")]
-    if gpus % (tp * pp):
-        return [Violation("gpus", f"{gpus} GPUs is not a multiple of tensor x pipeline parallel "
-                          f"size = {tp} x {pp} = {tp * pp} (GPUs = TP x PP x DP); launch a "
-                          "multiple of their product")]
-    data_parallel = gpus // (tp * pp)
+    if gpus % (tp * pp * cp):
+        return [Violation("gpus", f"{gpus} GPUs is not a multiple of tensor x pipeline x context "
+                          f"parallel size = {tp} x {pp} x {cp} = {tp * pp * cp} (GPUs = TP x PP x "
+                          "CP x DP); launch a multiple of their product")]
+    data_parallel = gpus // (tp * pp * cp)
     per_step = micro_batch_size * data_parallel
     out = _divides("global-batch", "global_batch_size", global_batch_size,
                    "micro_batch_size x data-parallel size", per_step,

@@ -26,6 +26,7 @@ from megatron.core.packed_seq_params import PackedSeqParams
 from torch import Tensor
 
 from .config import GriffinConfig
+from .context_parallel.layout import check_context_parallel_layout
 from .inference_cache import GriffinInferenceCache
 from .layer_specs import get_griffin_block_spec
 from .sequence import GriffinSequenceParams, build_sequence_params, rotary_frequencies
@@ -73,6 +74,7 @@ class GriffinModel(GPTModel):
         parallel_output: bool = True,
         pg_collection=None,
     ):
+        check_context_parallel_layout(config, backend)
         if pre_process is None:
             pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
         if post_process is None:
@@ -171,6 +173,12 @@ class GriffinModel(GPTModel):
             raise ValueError(
                 "last_token_logits=True is for generation: it needs labels=None and a model "
                 "built with sequence_parallel=False."
+            )
+        if self.config.context_parallel_size > 1 and not getattr(packed_seq_params, "context_parallel", None):
+            raise ValueError(
+                "with context parallelism the model takes one shard of each sequence; cut the "
+                "batch with griffin_megatron.context_parallel.shard_batch and pass the "
+                "sequence params it returns as packed_seq_params."
             )
         batch, seq_len, device = self._batch_shape(input_ids, position_ids, decoder_input)
         seq = build_sequence_params(seq_len, batch, device, position_ids, packed_seq_params, cache)

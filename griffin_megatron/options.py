@@ -85,6 +85,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("tensor-model-parallel-size", PARALLEL, int, 1, "tensor-parallel size (TP)", minimum=1),
     Option("pipeline-model-parallel-size", PARALLEL, int, 1, "pipeline-parallel size (PP)",
            minimum=1),
+    Option("context-parallel-size", PARALLEL, int, 1,
+           "split every sequence into this many contiguous shards, one per rank (CP)", minimum=1),
     Option("num-layers-per-virtual-pipeline-stage", PARALLEL, int, None,
            "layers per virtual pipeline stage (interleaved 1F1B); unset: not interleaved",
            minimum=1),
@@ -185,7 +187,8 @@ def global_batch_size(args: argparse.Namespace, world: int) -> int:
     layout rules, which get the micro-batch then)."""
     if args.global_batch_size is not None:
         return args.global_batch_size
-    model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
+    model_parallel = (args.tensor_model_parallel_size * args.pipeline_model_parallel_size
+                      * args.context_parallel_size)
     data_parallel = world // model_parallel if world >= 1 and world % model_parallel == 0 else 1
     return args.micro_batch_size * data_parallel
 

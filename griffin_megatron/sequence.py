@@ -38,6 +38,8 @@ class GriffinSequenceParams(PackedSeqParams):
     cache: recurrent and attention state for generation, or None when training.
     last_token_logits: compute logits for the chunk's last token only (generation prefill: the
         [T, B, V] logits of a long prompt would dwarf the model).
+    context_parallel: this rank's `context_parallel.ContextParallelShard` when the tensors are
+        one contiguous shard of longer sequences (None: the whole sequence is here).
     """
 
     reset: Optional[Tensor] = None
@@ -46,6 +48,7 @@ class GriffinSequenceParams(PackedSeqParams):
     packed_format: Optional[str] = None
     cache: Optional[GriffinInferenceCache] = None
     last_token_logits: bool = False
+    context_parallel: Optional[object] = None
 
 
 def _resets_from_cu_seqlens(cu_seqlens: Tensor, total: int, device) -> Tensor:

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory per GPU in GiB (default: the recipe's cluster)")
     parser.add_argument("--set", dest="overrides", type=_override, action="append", default=[],
                         metavar="KEY=VALUE", help="override a recipe key, e.g. --set micro-batch-size=2")
+    parser.add_argument("--seq-length", type=int,
+                        help="sequence length to plan for (the recipe's seq-length by default)")
     parser.add_argument("--vocab-size", type=int,
                         help="vocabulary of the tokenizer (default: the preset's)")
     parser.add_argument("--reserve", type=float, default=None,
@@ -105,6 +107,7 @@ def _flops_lines(plan, mfu: float) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..planning.context_parallel import report as context_parallel_report
     from ..planning.plan import DEFAULT_RESERVE, make_plan, memory_error
 
     reserve = DEFAULT_RESERVE if args.reserve is None else args.reserve
@@ -114,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         args.recipe,
         gpus=args.gpus,
         gpu_memory_gb=args.gpu_memory_gb,
-        overrides=dict(args.overrides),
+        overrides={**dict(args.overrides),
+                   **({"seq-length": args.seq_length} if args.seq_length else {})},
         vocab_size=args.vocab_size,
         reserve=reserve,
     )
@@ -136,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         *_memory_table(plan),
         "",
         *_flops_lines(plan, args.mfu),
+        "",
+        *context_parallel_report(plan),
     ]
     print("\n".join(lines))
     if plan.memory_problem:

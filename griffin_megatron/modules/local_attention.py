@@ -218,7 +218,13 @@ class LocalWindowedAttention(MegatronModule):
         seq = packed_seq_params
         since = seq.tokens_since_start if seq is not None else None
         cache = seq.cache if seq is not None else None
-        if cache is None:
+        if seq is not None and seq.context_parallel is not None:
+            # Imported here: context_parallel.layers builds on this module's local_attention.
+            from ..context_parallel.layers import windowed_attention
+
+            out = windowed_attention(
+                query, key, value, window=self.window, scale=self.scale, seq=seq)
+        elif cache is None:
             out = local_attention(query, key, value, window=self.window, scale=self.scale,
                                   tokens_since_start=since)
         else:

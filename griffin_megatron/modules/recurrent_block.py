@@ -22,6 +22,7 @@ from megatron.core.utils import init_method_normal
 from torch import Tensor
 
 from ..config import GriffinConfig, gelu_tanh
+from ..context_parallel import layers as context_parallel_layers
 from ..inference_cache import RecurrentLayerState
 from ..sequence import GriffinSequenceParams
 
@@ -96,6 +97,8 @@ class RecurrentBlock(MegatronModule):
         """
         x, y = xy.chunk(2, dim=-1)
         y = gelu_tanh(y)
+        if seq is not None and seq.context_parallel is not None:
+            return context_parallel_layers.recurrent_mix(self.conv, self.rg_lru, x, seq) * y
 
         reset = seq.reset if seq is not None else None
         since_start = seq.tokens_since_start if seq is not None else None

@@ -11,7 +11,8 @@ every pipeline stage. A micro-batch is a dict of [B, T] tensors (Megatron-LM's G
 Every stage reads the batch: the first stage embeds `tokens`, and every stage needs
 `position_ids` to find document boundaries (Conv1D taps, RG-LRU resets, attention windows,
 RoPE); the last stage computes the loss from `labels` and `loss_mask`. All tensor-parallel
-ranks of a stage must see the same micro-batch.
+ranks of a stage must see the same micro-batch. With context parallelism every CP rank reads
+the whole micro-batch and keeps its contiguous shard of each sequence (context_parallel.shards).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 from megatron.core import parallel_state
 from torch import Tensor
+
+from .. import context_parallel
 
 BATCH_KEYS = ("tokens", "labels", "loss_mask", "position_ids")
 LOSS_REPORT_KEY = "lm loss"
@@ -58,7 +61,12 @@ def masked_token_loss(loss_mask: Tensor, output_tensor: Tensor) -> Tuple[Tensor,
 def forward_step(data_iterator: Iterator[Dict[str, Tensor]], model):
     """Megatron-Core forward_step_func for GriffinModel: -> (output, loss function)."""
     batch = _to_device(next(data_iterator))
-    output = model(batch["tokens"], batch["position_ids"], labels=batch["labels"])
+    seq = None
+    shard = context_parallel.current_shard()
+    if shard is not None:
+        batch, seq = context_parallel.shard_batch(batch, shard)  # this rank's [B, T / CP]
+    output = model(batch["tokens"], batch["position_ids"], labels=batch["labels"],
+                   packed_seq_params=seq)
     return output, partial(masked_token_loss, batch["loss_mask"])
 
 

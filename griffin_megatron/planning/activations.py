@@ -75,6 +75,7 @@ class MicroBatch:
     activation_bytes: int = 2  # bf16
     backend: str = "local"  # "local" or "te"
     rglru_backend: str = "triton"  # which RG-LRU implementation runs: "triton" (GPU) or "torch"
+    context_parallel: int = 1  # seq_length is then one rank's shard
 
     @property
     def tokens(self) -> int:
@@ -115,6 +116,9 @@ def recurrent_block_terms(config: GriffinConfig, mb: MicroBatch) -> List[Term]:
         states = [("rg-lru fp32 states", FP32 * s * b * W), ("rg-lru initial state", FP32 * b * W)]
         if a == FP32:
             output = []  # in fp32 the PyTorch path returns its states tensor as the output
+    if mb.context_parallel > 1:
+        # context_parallel/rglru_scan.py: the decay products P_t, saved by cumprod (in and out).
+        states = states + [("rg-lru CP decay products (fp32)", 2 * FP32 * s * b * W)]
     return [
         ("linear_in output [x; y]", a * s * b * 2 * W),
         ("conv1d padded input", a * (s + K - 1) * b * W),

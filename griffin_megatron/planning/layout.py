@@ -20,6 +20,7 @@ class Layout:
     seq_length: int
     tensor_parallel: int
     pipeline_parallel: int
+    context_parallel: int
     virtual_stages: int  # model chunks per pipeline rank (1 without interleaving)
     sequence_parallel: bool
     micro_batch_size: int
@@ -41,6 +42,7 @@ class Layout:
             seq_length=config.seq_length,
             tensor_parallel=config.tensor_model_parallel_size,
             pipeline_parallel=config.pipeline_model_parallel_size,
+            context_parallel=config.context_parallel_size,
             virtual_stages=config.virtual_pipeline_model_parallel_size or 1,
             sequence_parallel=config.sequence_parallel,
             micro_batch_size=args.micro_batch_size,
@@ -59,7 +61,12 @@ class Layout:
 
     @property
     def data_parallel(self) -> int:
-        return self.gpus // self.model_parallel
+        return self.gpus // (self.model_parallel * self.context_parallel)
+
+    @property
+    def shard_length(self) -> int:
+        """Tokens of each sequence one context-parallel rank holds."""
+        return self.seq_length // self.context_parallel
 
     @property
     def num_microbatches(self) -> int:
@@ -73,6 +80,8 @@ class Layout:
         parts = [f"TP {self.tensor_parallel}", f"PP {self.pipeline_parallel}"]
         if self.virtual_stages > 1:
             parts[-1] += f" (interleaved, {self.virtual_stages} virtual stages)"
+        if self.context_parallel > 1:
+            parts.append(f"CP {self.context_parallel}")
         parts.append(f"DP {self.data_parallel}")
         extras = []
         if self.sequence_parallel:

@@ -48,13 +48,14 @@ def bytes_per_parameter(bf16: bool, distributed_optimizer: bool, data_parallel: 
 
 def micro_batch_of(layout: Layout, rglru_backend: str = "triton") -> act.MicroBatch:
     return act.MicroBatch(
-        seq_length=layout.seq_length,
+        seq_length=layout.shard_length,  # a context-parallel rank keeps its shard's activations
         micro_batch_size=layout.micro_batch_size,
         tensor_parallel=layout.tensor_parallel,
         sequence_parallel=layout.sequence_parallel,
         activation_bytes=2 if layout.bf16 else 4,
         backend=layout.backend,
         rglru_backend=rglru_backend,
+        context_parallel=layout.context_parallel,
     )
 
 
@@ -178,8 +179,10 @@ def plan_memory(config: GriffinConfig, layout: Layout, counts: ParameterCounts,
     by the config's own layout rules), `layout` the plan made of it (`Layout.of`)."""
     pp, v, tp = layout.pipeline_parallel, layout.virtual_stages, layout.tensor_parallel
     mb = micro_batch_of(layout, rglru_backend)
-    per_param = bytes_per_parameter(layout.bf16, layout.distributed_optimizer, layout.data_parallel)
-    other = bytes_per_parameter(layout.bf16, not layout.distributed_optimizer, layout.data_parallel)
+    # Megatron's distributed optimizer shards over the data-parallel-with-CP group.
+    shards = layout.data_parallel * layout.context_parallel
+    per_param = bytes_per_parameter(layout.bf16, layout.distributed_optimizer, shards)
+    other = bytes_per_parameter(layout.bf16, not layout.distributed_optimizer, shards)
     stages = []
     for rank in range(pp):
         chunks_layers = [

@@ -150,9 +150,11 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             f"--min-lr={args.min_lr} is above --lr={args.lr}; the schedule decays from lr to min-lr."
         )
     from ..config import check_batch
+    from ..context_parallel.layout import check_context_parallel_layout
     from .model_config import build_model_config
 
     config = build_model_config(args)
+    check_context_parallel_layout(config, args.backend)
     args.global_batch_size = options.global_batch_size(args, world)
     check_batch(config, world, args.micro_batch_size, args.global_batch_size)
     _check_split(args.split)
@@ -198,4 +200,5 @@ def _check_logging_packages(args: argparse.Namespace) -> None:
 
 def data_parallel_size(args: argparse.Namespace, world: Optional[int] = None) -> int:
     world = world_size() if world is None else world
-    return world // (args.tensor_model_parallel_size * args.pipeline_model_parallel_size)
+    model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
+    return world // (model_parallel * getattr(args, "context_parallel_size", 1))

@@ -1,7 +1,7 @@
 """The pretraining driver: Megatron-Core's parts put together the way Megatron-LM's `pretrain`
 does, for one CPU process, several over gloo, or many GPUs over NCCL (torchrun).
 
-    process groups (parallel_state)      runtime.ensure_initialized
+    process groups (parallel_state)      context_parallel.ensure_initialized
     model chunks, DDP, Float16Module     parallel.build_model_chunks
     optimizer (distributed or not)       parallel.build_optimizer (megatron.core.optimizer)
     LR schedule                          parallel.build_scheduler (OptimizerParamScheduler)
@@ -25,7 +25,7 @@ from megatron.core.num_microbatches_calculator import (
     init_num_microbatches_calculator,
 )
 
-from .. import compat, runtime
+from .. import compat, context_parallel
 from ..parallel import (
     attach_to_schedule,
     build_model_chunks,
@@ -67,9 +67,10 @@ def _pretrain(args: argparse.Namespace) -> TrainResult:
     if args.data_path is not None:
         tokenizer = setup.checked_data(args)
         config = setup.model_config(args, tokenizer)
-    runtime.ensure_initialized(
+    context_parallel.ensure_initialized(
         args.tensor_model_parallel_size, args.pipeline_model_parallel_size,
-        virtual_pipeline_size(args), seed=args.seed,
+        virtual_pipeline_size(args),
+        context_parallel_size=args.context_parallel_size, seed=args.seed,
     )
     if args.data_path is None:
         args.data_path = [setup.rank0_first(default_run.prepare_corpus)]

@@ -93,7 +93,8 @@ def banner(args: argparse.Namespace, config: GriffinConfig, chunks) -> str:
         f"training {'Hawk' if config.is_hawk else 'Griffin'} ({''.join(config.layer_types)}, "
         f"{parameter_count(chunks) / 1e6:.2f}M parameters, vocabulary {config.vocab_size}) for "
         f"{args.train_iters} iterations | {world} process(es): TP={args.tensor_model_parallel_size} "
-        f"PP={args.pipeline_model_parallel_size} DP={data_parallel_size(args, world)} | global "
+        f"PP={args.pipeline_model_parallel_size} CP={args.context_parallel_size} "
+        f"DP={data_parallel_size(args, world)} | global "
         f"batch {args.global_batch_size} x {args.seq_length} tokens | "
         f"{'bf16' if args.bf16 else 'fp32'} | {'cuda' if torch.cuda.is_available() else 'cpu'}"
     )

@@ -38,7 +38,7 @@ def test_valid_defaults_are_recurrentgemma_choices():
         pytest.param(dict(rotary_percent=1.5), "rotary_percent=1.5", id="rotary-percent"),
         pytest.param(dict(rglru_backend="cuda"), "rglru_backend='cuda'", id="rglru-backend"),
         pytest.param(dict(normalization="LayerNorm"), "Griffin uses RMSNorm", id="layernorm"),
-        pytest.param(dict(context_parallel_size=2), "context_parallel_size=2", id="cp"),
+        pytest.param(dict(context_parallel_size=3), "not divisible by context_parallel_size=3", id="cp"),
         pytest.param(
             dict(tensor_model_parallel_size=8, num_attention_heads=8, rglru_num_heads=4),
             "rglru_num_heads=4 is not divisible by tensor_model_parallel_size=8",
