@@ -97,6 +97,9 @@ def make_plan(
         config = build_model_config(args, vocab_size)
     else:
         config = build_model_config(args)
+    from ..context_parallel.layout import check_context_parallel_layout
+
+    check_context_parallel_layout(config, args.backend)
     args.global_batch_size = global_batch_size(args, gpus)
     check_batch(config, gpus, args.micro_batch_size, args.global_batch_size)
     layout = Layout.of(config, args, gpus)

@@ -12,7 +12,6 @@ from griffin_megatron.config import GriffinConfigError
 from griffin_megatron.errors import ConfigError
 from griffin_megatron.planning.context_parallel import exchange_bytes, ring_attention_bytes
 from griffin_megatron.planning.plan import make_plan
-from griffin_megatron.planning.rules import LayoutError
 from griffin_megatron.presets import get_preset
 from tests.training.harness import TINY, run_cli, run_train
 
@@ -51,10 +50,10 @@ def test_te_backend_with_cp_refused_before_building():
 @pytest.mark.parametrize(
     "extra, words",
     [
-        pytest.param(["--context-parallel-size", "2"], "1 processes cannot be split into tensor x "
-                     "pipeline x context groups of 1 x 1 x 2", id="world"),
-        pytest.param(["--context-parallel-size", "2", "--backend", "te"], "works with --backend local only",
-                     id="te"),
+        pytest.param(["--context-parallel-size", "2"], "1 GPUs is not a multiple of tensor x "
+                     "pipeline x context parallel size = 1 x 1 x 2", id="world"),
+        pytest.param(["--context-parallel-size", "2", "--backend", "te"],
+                     "works with the 'local' backend only", id="te"),
         pytest.param(["--context-parallel-size", "0"], "--context-parallel-size=0 must be a positive",
                      id="zero"),
     ],
@@ -107,5 +106,5 @@ def test_plan_traffic_is_constant_in_sequence_length():
 
 
 def test_plan_refuses_seq_not_divisible_by_cp():
-    with pytest.raises(LayoutError, match="not divisible by context-parallel-size=8"):
+    with pytest.raises(GriffinConfigError, match="not divisible by context_parallel_size=8"):
         make_plan("griffin-14b", overrides={"seq-length": 2052, "context-parallel-size": 8})

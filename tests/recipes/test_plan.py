@@ -31,7 +31,7 @@ def run_plan(tmp_path, capsys, recipe_text, *args):
     "recipe, args, rule, detail",
     [
         (TINY + "tensor-model-parallel-size: 4\n", ["--gpus", "6"], "gpus",
-         "6 GPUs is not a multiple of tensor x pipeline parallel size = 4 x 1 = 4"),
+         "6 GPUs is not a multiple of tensor x pipeline x context parallel size = 4 x 1 x 1 = 4"),
         (TINY + "tensor-model-parallel-size: 8\n", ["--gpus", "8"], "rglru-heads/tp",
          "rglru_num_heads=4 is not divisible by tensor_model_parallel_size=8"),
         (TINY + "tensor-model-parallel-size: 8\nlru-width: 68\n", ["--gpus", "8"], "rglru-heads/tp",
