@@ -20,7 +20,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
-from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules
+from megatron.core.transformer.attention import SelfAttentionSubmodules
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.identity_op import IdentityOp
 from megatron.core.transformer.mlp import MLP, MLPSubmodules
@@ -36,6 +36,7 @@ from megatron.core.transformer.transformer_layer import (
 )
 
 from .config import ATTENTION, RECURRENT, GriffinConfig
+from .modules.attention_block import GriffinSelfAttention
 from .modules.conv1d import CausalConv1d
 from .modules.local_attention import BiasFreeColumnParallelLinear, LocalWindowedAttention
 from .modules.norm import GriffinRMSNorm
@@ -83,7 +84,7 @@ def _attention_block(linear_qkv, core_attention, linear_proj) -> ModuleSpec:
     # Megatron's SelfAttention calls linear_qkv and core_attention directly (not through
     # build_module), so those two must be classes, not ModuleSpecs.
     return ModuleSpec(
-        module=SelfAttention,
+        module=GriffinSelfAttention,
         params={"attn_mask_type": AttnMaskType.causal},
         submodules=SelfAttentionSubmodules(
             linear_qkv=linear_qkv, core_attention=core_attention, linear_proj=linear_proj
