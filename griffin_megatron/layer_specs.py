@@ -19,11 +19,10 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional, Sequence
 
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
-from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 from megatron.core.transformer.attention import SelfAttentionSubmodules
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.identity_op import IdentityOp
-from megatron.core.transformer.mlp import MLP, MLPSubmodules
+from megatron.core.transformer.mlp import MLPSubmodules
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import (
     TransformerBlockSubmodules,
@@ -40,6 +39,11 @@ from .modules.attention_block import GriffinSelfAttention
 from .modules.conv1d import CausalConv1d
 from .modules.local_attention import BiasFreeColumnParallelLinear, LocalWindowedAttention
 from .modules.norm import GriffinRMSNorm
+from .modules.parallel_linear import (
+    ColumnParallelLinearWithStep,
+    MLPWithStep,
+    RowParallelLinearWithStep,
+)
 from .modules.recurrent_block import RecurrentBlock, RecurrentBlockSubmodules
 from .modules.rglru import RGLRU
 
@@ -64,7 +68,7 @@ def _residual_layer(norm, temporal: ModuleSpec, mlp_in, mlp_out, keys_map) -> Mo
             self_attention=temporal,
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=norm or IdentityOp,
-            mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out)),
+            mlp=ModuleSpec(module=MLPWithStep, submodules=MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out)),
             mlp_bda=get_bias_dropout_add,
             sharded_state_dict_keys_map=dict(keys_map),
         ),
@@ -93,7 +97,7 @@ def _attention_block(linear_qkv, core_attention, linear_proj) -> ModuleSpec:
 
 
 def _local_layer_specs() -> Dict[str, ModuleSpec]:
-    norm, col, row = GriffinRMSNorm, ColumnParallelLinear, RowParallelLinear
+    norm, col, row = GriffinRMSNorm, ColumnParallelLinearWithStep, RowParallelLinearWithStep
     return {
         RECURRENT: _residual_layer(norm, _recurrent_block(col, row), col, row, {}),
         ATTENTION: _residual_layer(
@@ -122,19 +126,16 @@ def fused_norm_layer_specs(norm_linear, row_linear, norm_qkv, core_attention) ->
 
 def _te_layer_specs() -> Dict[str, ModuleSpec]:
     # Imported here: Transformer Engine is needed only when the te backend is built.
-    from megatron.core.extensions.transformer_engine import (
-        TELayerNormColumnParallelLinear,
-        TERowParallelLinear,
-    )
-
     from .modules.te_modules import (
         BiasFreeTELayerNormColumnParallelLinear,
         GriffinTEDotProductAttention,
+        TELayerNormColumnParallelLinearWithStep,
+        TERowParallelLinearWithStep,
     )
 
     return fused_norm_layer_specs(
-        TELayerNormColumnParallelLinear,
-        TERowParallelLinear,
+        TELayerNormColumnParallelLinearWithStep,
+        TERowParallelLinearWithStep,
         BiasFreeTELayerNormColumnParallelLinear,
         GriffinTEDotProductAttention,
     )

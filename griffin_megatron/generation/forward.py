@@ -7,8 +7,9 @@
   step. Each temporal block runs its `step` (the one-token Conv1D, RG-LRU and ring attention).
 
 Both walk the decoder as TransformerLayer.forward does, calling each layer's own modules: its
-norms, its temporal block, its bias-dropout-add, its MLP, then the final norm and GPTModel's
-output layer (with the soft-cap hook). Nothing of the training forward is re-implemented here;
+norms, its temporal block, its bias-dropout-add, its MLP (`step` for one token:
+modules/parallel_linear.py), then the final norm and GPTModel's output layer (with the
+soft-cap hook). Nothing of the training forward is re-implemented here;
 the cache reaches the blocks as an explicit argument, never through Megatron's forward.
 """
 
@@ -39,7 +40,8 @@ def check_generation_model(model) -> None:
 
 
 def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequenceParams,
-         cache: GriffinInferenceCache, block_call: Callable, last_token_only: bool) -> Tensor:
+         cache: GriffinInferenceCache, block_call: Callable, mlp_call: Callable,
+         last_token_only: bool) -> Tensor:
     config = model.config
     hidden = model.embedding(input_ids=input_ids, position_ids=position_ids)  # [T, B, D]
     rotary = None
@@ -56,7 +58,7 @@ def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequencePar
         # TransformerLayer.forward's order, with dropout off (the layers' own bias-dropout-add).
         out = block_call(block, layer.input_layernorm(hidden), state, seq, rotary)
         hidden = layer.self_attn_bda(False, config.bias_dropout_fusion)(out, hidden, layer.hidden_dropout)
-        out = layer.mlp(layer.pre_mlp_layernorm(hidden))
+        out = mlp_call(layer.mlp, layer.pre_mlp_layernorm(hidden))
         hidden = layer.mlp_bda(False, config.bias_dropout_fusion)(out, hidden, layer.hidden_dropout)
     hidden = model.decoder.final_layernorm(hidden)
     if last_token_only:
@@ -102,7 +104,7 @@ def forward_with_cache(
     seq = build_sequence_params(length, batch, input_ids.device, position_ids,
                                 carried_tokens_since_start=cache.carried_tokens_since_start())
     return _run(model, input_ids, position_ids, seq, cache,
-                lambda block, *args: block.prefill(*args), last_token_only)
+                lambda block, *args: block.prefill(*args), lambda mlp, x: mlp(x), last_token_only)
 
 
 def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInferenceCache) -> Tensor:
@@ -117,4 +119,5 @@ def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInfer
     cache.check_room(1)
     seq = next_token_params(position_ids, carried)
     return _run(model, tokens, position_ids, seq, cache,
-                lambda block, *args: block.step(*args), last_token_only=False)
+                lambda block, *args: block.step(*args), lambda mlp, x: mlp.step(x),
+                last_token_only=False)

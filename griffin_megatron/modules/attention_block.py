@@ -53,4 +53,4 @@ class GriffinSelfAttention(SelfAttention):
              rotary_pos_emb: Optional[Tensor] = None):
         """One token per row [1, B, D] continuing from the ring (updated) -> (output, bias)."""
         query, key, value = self._projected(hidden_states, rotary_pos_emb)
-        return self.linear_proj(self.core_attention.step(query, key, value, state, seq))
+        return self.linear_proj.step(self.core_attention.step(query, key, value, state, seq))

@@ -19,13 +19,13 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from megatron.core.tensor_parallel import ColumnParallelLinear
 from megatron.core.transformer.module import MegatronModule
 from torch import Tensor
 
 from ..config import GriffinConfig
 from ..errors import ConfigError
 from ..sequence import GriffinSequenceParams
+from .parallel_linear import ColumnParallelLinearWithStep
 
 MIN_BLOCK = 64
 
@@ -44,7 +44,7 @@ class KVRing:
     next_position: int = 0  # absolute index of the next token (tokens written so far)
 
 
-class BiasFreeColumnParallelLinear(ColumnParallelLinear):
+class BiasFreeColumnParallelLinear(ColumnParallelLinearWithStep):
     """ColumnParallelLinear that never has a bias.
 
     RecurrentGemma's q/k/v projections have no bias while its output projection has one;

@@ -146,11 +146,11 @@ class RecurrentBlock(MegatronModule):
     def step(self, hidden_states: Tensor, state: RecurrentBlockState, seq: GriffinSequenceParams,
              rotary_pos_emb: Optional[Tensor] = None):
         """One token per row [1, B, D] continuing from `state` (updated) -> (output, bias)."""
-        xy, _ = self.linear_in(hidden_states)
+        xy, _ = self.linear_in.step(hidden_states)
         x, y = xy[0].chunk(2, dim=-1)  # [B, W/tp] each
         x, state.conv_taps = self.conv.step(x, seq.tokens_since_start[0], state.conv_taps)
         x, state.rglru_state = self.rg_lru.step(x, seq.reset[0], state.rglru_state)
-        return self.linear_out((x * gelu_tanh(y)).unsqueeze(0))
+        return self.linear_out.step((x * gelu_tanh(y)).unsqueeze(0))
 
     def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
         sharded = {}

@@ -33,6 +33,7 @@ except ImportError as error:  # pragma: no cover - exercised only without TE
 from megatron.core.extensions.transformer_engine import (  # noqa: E402
     TEDotProductAttention,
     TELayerNormColumnParallelLinear,
+    TERowParallelLinear,
 )
 from megatron.core.packed_seq_params import PackedSeqParams  # noqa: E402
 from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
@@ -41,7 +42,22 @@ from ..sequence import GriffinSequenceParams  # noqa: E402
 from .local_attention import LocalWindowedAttention  # noqa: E402
 
 
-class BiasFreeTELayerNormColumnParallelLinear(TELayerNormColumnParallelLinear):
+class _StepIsForward:
+    """TE's linears have no cheaper one-token form: their generation `step` is their forward."""
+
+    def step(self, x: Tensor):
+        return self(x)
+
+
+class TELayerNormColumnParallelLinearWithStep(_StepIsForward, TELayerNormColumnParallelLinear):
+    pass
+
+
+class TERowParallelLinearWithStep(_StepIsForward, TERowParallelLinear):
+    pass
+
+
+class BiasFreeTELayerNormColumnParallelLinear(TELayerNormColumnParallelLinearWithStep):
     """Fused RMSNorm + QKV projection without a bias (RecurrentGemma's q/k/v have none)."""
 
     def __init__(self, *args, bias: bool = False, **kwargs):

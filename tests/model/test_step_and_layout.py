@@ -89,3 +89,21 @@ def test_stream_boundaries_match_position_ids():
     expected = [i for i, p in enumerate(stream) if p == 0] + [len(stream)]
     reset = (positions == 0).t()
     assert document_stream_boundaries(reset).tolist() == expected
+
+
+def test_linear_and_mlp_steps_equal_their_forward(recurrent_block):
+    """The one-token `step` of Megatron's linears and MLP (parallel_linear.py) == forward."""
+    from tests.generation.tiny_models import build_tiny_model
+
+    layer = build_tiny_model("R").decoder.layers[0]
+    x = torch.randn(1, B, layer.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    u = torch.randn(1, B, layer.config.lru_width, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        for module, inputs in ((layer.mlp, x), (layer.self_attention.linear_in, x),
+                               (layer.self_attention.linear_out, u)):
+            out, bias = module(inputs)
+            step_out, step_bias = module.step(inputs)
+            torch.testing.assert_close(step_out, out, rtol=1e-6, atol=1e-6)
+            assert (step_bias is None) == (bias is None)
+            if bias is not None:
+                assert torch.equal(step_bias, bias)
