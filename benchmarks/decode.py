@@ -110,7 +110,7 @@ def _summary(times, batch):
 
 def run_ours(model, prompts, args):
     from griffin_megatron.generation import stream_generate
-    from griffin_megatron.inference_cache import GriffinInferenceCache
+    from griffin_megatron.generation import GriffinInferenceCache
 
     length = len(prompts[0])
     cache = GriffinInferenceCache(len(prompts), max_length=length + args.new_tokens)

@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional, Sequence
 
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
-from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
-from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules
+from megatron.core.transformer.attention import SelfAttentionSubmodules
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.identity_op import IdentityOp
 from megatron.core.transformer.mlp import MLPSubmodules
@@ -37,9 +36,15 @@ from megatron.core.transformer.transformer_layer import (
 
 from .compat.specs import mlp_slot
 from .config import ATTENTION, RECURRENT, GriffinConfig
+from .modules.attention_block import GriffinSelfAttention
 from .modules.conv1d import CausalConv1d
 from .modules.local_attention import BiasFreeColumnParallelLinear, LocalWindowedAttention
 from .modules.norm import GriffinRMSNorm
+from .modules.parallel_linear import (
+    ColumnParallelLinearWithStep,
+    MLPWithStep,
+    RowParallelLinearWithStep,
+)
 from .modules.recurrent_block import RecurrentBlock, RecurrentBlockSubmodules
 from .modules.rglru import RGLRU
 
@@ -65,7 +70,9 @@ def _residual_layer(norm, temporal: ModuleSpec, mlp_in, mlp_out, keys_map, ffn_h
             self_attention=temporal,
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=norm or IdentityOp,
-            mlp=mlp_slot(MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out), ffn_hidden_size),
+            mlp=mlp_slot(
+                MLPWithStep, MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out), ffn_hidden_size
+            ),
             mlp_bda=get_bias_dropout_add,
             sharded_state_dict_keys_map=dict(keys_map),
         ),
@@ -85,7 +92,7 @@ def _attention_block(linear_qkv, core_attention, linear_proj) -> ModuleSpec:
     # Megatron's SelfAttention calls linear_qkv and core_attention directly (not through
     # build_module), so those two must be classes, not ModuleSpecs.
     return ModuleSpec(
-        module=SelfAttention,
+        module=GriffinSelfAttention,
         params={"attn_mask_type": AttnMaskType.causal},
         submodules=SelfAttentionSubmodules(
             linear_qkv=linear_qkv, core_attention=core_attention, linear_proj=linear_proj
@@ -94,7 +101,7 @@ def _attention_block(linear_qkv, core_attention, linear_proj) -> ModuleSpec:
 
 
 def _local_layer_specs(ffn_hidden_size: int) -> Dict[str, ModuleSpec]:
-    norm, col, row = GriffinRMSNorm, ColumnParallelLinear, RowParallelLinear
+    norm, col, row = GriffinRMSNorm, ColumnParallelLinearWithStep, RowParallelLinearWithStep
     return {
         RECURRENT: _residual_layer(norm, _recurrent_block(col, row), col, row, {}, ffn_hidden_size),
         ATTENTION: _residual_layer(
@@ -128,22 +135,19 @@ def fused_norm_layer_specs(
 
 def _te_layer_specs(ffn_hidden_size: int) -> Dict[str, ModuleSpec]:
     # Imported here: Transformer Engine is needed only when the te backend is built.
-    from megatron.core.extensions.transformer_engine import (
-        TELayerNormColumnParallelLinear,
-        TERowParallelLinear,
-    )
-
     from .modules.te_modules import (
         BiasFreeTELayerNormColumnParallelLinear,
         GriffinTEDotProductAttention,
-        ffn_hidden_size,
+        TELayerNormColumnParallelLinearWithStep,
+        TERowParallelLinearWithStep,
     )
 
     return fused_norm_layer_specs(
-        TELayerNormColumnParallelLinear,
-        TERowParallelLinear,
+        TELayerNormColumnParallelLinearWithStep,
+        TERowParallelLinearWithStep,
         BiasFreeTELayerNormColumnParallelLinear,
         GriffinTEDotProductAttention,
+        ffn_hidden_size,
     )
 
 

@@ -10,13 +10,15 @@ pipeline-stage split of the decoder, the loss, sharded state dicts. On top of it
   `GriffinSequenceParams` that every layer receives, and rotary frequencies come from
   per-token positions so they restart with each document as HF's do.
 
+Generation (a cache, one token per step) does not go through this forward: see
+griffin_megatron/generation/forward.py, which calls the same layers' `prefill` / `step`.
+
 The two output transforms are forward hooks on GPTModel's own `embedding` and `output_layer`
 modules: the parameters, their names and their sharding stay exactly GPTModel's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import torch
@@ -27,9 +29,14 @@ from torch import Tensor
 
 from .config import GriffinConfig
 from .context_parallel.layout import check_context_parallel_layout
-from .inference_cache import GriffinInferenceCache
+from .errors import ConfigError
 from .layer_specs import get_griffin_block_spec
-from .sequence import GriffinSequenceParams, build_sequence_params, rotary_frequencies
+from .sequence import (
+    GriffinSequenceParams,
+    build_sequence_params,
+    rotary_frequencies,
+    with_document_streams,
+)
 
 
 def _scale_embeddings_hook(multiplier: float):
@@ -125,12 +132,6 @@ class GriffinModel(GPTModel):
             )
         return tuple(outputs)
 
-    def _postprocess(self, hidden_states, **kwargs):
-        seq = kwargs.get("packed_seq_params")
-        if self.post_process and getattr(seq, "last_token_logits", False):
-            hidden_states = hidden_states[-1:]  # [1, B, D]
-        return super()._postprocess(hidden_states=hidden_states, **kwargs)
-
     def forward(
         self,
         input_ids: Optional[Tensor],
@@ -146,44 +147,37 @@ class GriffinModel(GPTModel):
         inference_params=None,
         loss_mask: Optional[Tensor] = None,
         padding_mask: Optional[Tensor] = None,
-        cache: Optional[GriffinInferenceCache] = None,
-        last_token_logits: bool = False,
         **gpt_model_kwargs,
     ) -> Tensor:
         """input_ids [B, T], position_ids [B, T] (restarting at 0 per document) -> logits
         [B, T, V(/tp)], or the per-token loss [B, T] when labels are given.
 
-        cache: a GriffinInferenceCache to continue from and update (generation).
-        last_token_logits: return logits [B, 1, V(/tp)] for the last position only.
+        To continue from a generation cache, use `griffin_megatron.generation.forward_with_cache`.
         gpt_model_kwargs: keywords that only some Megatron-Core releases' GPTModel.forward takes
             (0.19: output_processor, output_processor_context), passed on unchanged.
         """
         if attention_mask is not None:
-            raise ValueError(
+            raise ConfigError(
                 "GriffinModel takes document boundaries from position_ids (restarting at 0) or "
                 "packed_seq_params, not from a dense attention mask; pass attention_mask=None "
                 "(for Megatron datasets set create_attention_mask=False)."
             )
         if inference_context is not None or inference_params is not None:
-            raise ValueError(
+            raise ConfigError(
                 "GriffinModel does not use Megatron's inference contexts; generate with "
-                "griffin_megatron.generate or pass cache=GriffinInferenceCache(...)."
-            )
-        if last_token_logits and (labels is not None or self.config.sequence_parallel):
-            raise ValueError(
-                "last_token_logits=True is for generation: it needs labels=None and a model "
-                "built with sequence_parallel=False."
+                "griffin_megatron.generation.generate, or run chunks through a "
+                "GriffinInferenceCache with griffin_megatron.generation.forward_with_cache."
             )
         if self.config.context_parallel_size > 1 and not getattr(packed_seq_params, "context_parallel", None):
-            raise ValueError(
+            raise ConfigError(
                 "with context parallelism the model takes one shard of each sequence; cut the "
                 "batch with griffin_megatron.context_parallel.shard_batch and pass the "
                 "sequence params it returns as packed_seq_params."
             )
         batch, seq_len, device = self._batch_shape(input_ids, position_ids, decoder_input)
-        seq = build_sequence_params(seq_len, batch, device, position_ids, packed_seq_params, cache)
-        if last_token_logits:
-            seq = dataclasses.replace(seq, last_token_logits=True)
+        seq = build_sequence_params(seq_len, batch, device, position_ids, packed_seq_params)
+        if self.backend == "te" and self.stage_has_attention:
+            seq = with_document_streams(seq)
         output = super().forward(
             input_ids,
             position_ids,
@@ -197,8 +191,6 @@ class GriffinModel(GPTModel):
             padding_mask=padding_mask,
             **gpt_model_kwargs,
         )
-        if cache is not None:
-            cache.advance(seq.tokens_since_start)
         return output
 
     def _batch_shape(self, input_ids, position_ids, decoder_input):
@@ -208,7 +200,7 @@ class GriffinModel(GPTModel):
             return position_ids.shape[0], position_ids.shape[1], position_ids.device
         if decoder_input is not None:
             return decoder_input.shape[1], decoder_input.shape[0], decoder_input.device
-        raise ValueError(
+        raise ConfigError(
             "GriffinModel.forward needs input_ids or position_ids (every pipeline stage uses "
             "them to find document boundaries)."
         )

@@ -10,11 +10,16 @@ taps, the RG-LRU state and the attention window. Callers mark documents the way 
 layer through Megatron's own `packed_seq_params` argument (TransformerBlock forwards it to each
 layer's `self_attention`, also under activation recompute). It always reports qkv_format
 "sbhd" to Megatron, so Megatron applies our per-token rotary frequencies itself; the caller's
-packed boundaries stay available in `cu_seqlens_*` for the Transformer Engine attention.
+packed boundaries stay available in `cu_seqlens_*`. It carries document layout only: the
+generation cache travels separately (griffin_megatron/generation/).
+
+`with_document_streams` adds what the Transformer Engine attention needs (the batch viewed as
+one packed stream of documents), computed once per forward rather than in every layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,7 +27,7 @@ import torch
 from megatron.core.packed_seq_params import PackedSeqParams
 from torch import Tensor
 
-from .inference_cache import GriffinInferenceCache
+from .errors import ConfigError
 
 
 @dataclass
@@ -31,24 +36,24 @@ class GriffinSequenceParams(PackedSeqParams):
 
     reset: True where a document starts (RG-LRU state cleared, multiplier 1).
     tokens_since_start: how many tokens of the same document precede each token, counting
-        tokens already in `cache`; a Conv1D tap or attention key s steps back is visible iff
-        s <= tokens_since_start.
+        tokens of earlier chunks (generation); a Conv1D tap or attention key s steps back is
+        visible iff s <= tokens_since_start.
     positions: rotary positions (HF `position_ids` when given, else restarting per document).
     packed_format: the caller's qkv_format ("thd" when Megatron packed sequences came in).
-    cache: recurrent and attention state for generation, or None when training.
-    last_token_logits: compute logits for the chunk's last token only (generation prefill: the
-        [T, B, V] logits of a long prompt would dwarf the model).
     context_parallel: this rank's `context_parallel.ContextParallelShard` when the tensors are
         one contiguous shard of longer sequences (None: the whole sequence is here).
+    stream_cu_seqlens / stream_max_seqlen: the [T, B] batch viewed batch-major as one packed
+        stream, cut at every row start and document start (int32 [N + 1]) and its longest
+        document; None when no document starts after t = 0 (set by `with_document_streams`).
     """
 
     reset: Optional[Tensor] = None
     tokens_since_start: Optional[Tensor] = None
     positions: Optional[Tensor] = None
     packed_format: Optional[str] = None
-    cache: Optional[GriffinInferenceCache] = None
-    last_token_logits: bool = False
     context_parallel: Optional[object] = None
+    stream_cu_seqlens: Optional[Tensor] = None
+    stream_max_seqlen: Optional[int] = None
 
 
 def _resets_from_cu_seqlens(cu_seqlens: Tensor, total: int, device) -> Tensor:
@@ -64,22 +69,24 @@ def build_sequence_params(
     device: torch.device,
     position_ids: Optional[Tensor] = None,
     packed_seq_params: Optional[PackedSeqParams] = None,
-    cache: Optional[GriffinInferenceCache] = None,
+    carried_tokens_since_start: Optional[Tensor] = None,
 ) -> GriffinSequenceParams:
-    """Derive resets, tokens-since-start and rotary positions for a [T, B] chunk."""
+    """Derive resets, tokens-since-start and rotary positions for a [T, B] chunk.
+
+    carried_tokens_since_start: [B], the tokens_since_start of the last token before this chunk
+    when it continues earlier chunks (generation), else None (the chunk starts a sequence).
+    """
     T, B = seq_len, batch
     if isinstance(packed_seq_params, GriffinSequenceParams):
         return packed_seq_params
-    decoding = T == 1 and cache is not None and cache.has_history and packed_seq_params is None
-    if decoding and position_ids is not None:
-        return _decode_step_params(position_ids, cache)
+    continuing = carried_tokens_since_start is not None
     time_index = torch.arange(T, device=device).unsqueeze(1).expand(T, B)
 
     packed_format = None
     cu_fields = {}
     if packed_seq_params is not None and packed_seq_params.qkv_format == "thd":
         if B != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"packed sequences (qkv_format='thd') need batch size 1, got {B}; concatenate "
                 "the documents of a micro-batch into one row and describe them with cu_seqlens."
             )
@@ -101,19 +108,19 @@ def build_sequence_params(
         }
     elif position_ids is not None:
         if position_ids.shape != (B, T):
-            raise ValueError(
+            raise ConfigError(
                 f"position_ids must be [batch, seq] = [{B}, {T}], got {tuple(position_ids.shape)}."
             )
         reset = (position_ids == 0).transpose(0, 1)
     else:
         reset = torch.zeros(T, B, dtype=torch.bool, device=device)
-        if cache is None or not cache.has_history:
+        if not continuing:
             reset[0] = True  # a fresh sequence starts a document
 
     # Tokens since the document start: distance to the last reset at or before t; with no reset
-    # yet, continue the count carried in the cache (or count from the chunk's first token).
-    if cache is not None and cache.has_history:
-        carried = cache.last_tokens_since_start.to(device).unsqueeze(0) + 1  # [1, B]
+    # yet, continue the count carried from earlier chunks (or count from the chunk's first token).
+    if continuing:
+        carried = carried_tokens_since_start.to(device).unsqueeze(0) + 1  # [1, B]
     else:
         carried = torch.zeros(1, B, dtype=torch.long, device=device)
     start_marker = torch.where(reset, time_index, torch.full_like(time_index, -1))
@@ -131,23 +138,43 @@ def build_sequence_params(
         tokens_since_start=tokens_since_start,
         positions=positions,
         packed_format=packed_format,
-        cache=cache,
         **cu_fields,
     )
 
 
-def _decode_step_params(position_ids: Tensor, cache: GriffinInferenceCache) -> GriffinSequenceParams:
-    """One token per row after the cached ones: what the general path gives, in three ops
-    (a generation step runs this once per token)."""
+def next_token_params(position_ids: Tensor, carried_tokens_since_start: Tensor) -> GriffinSequenceParams:
+    """One token per row after earlier chunks (a generation step): what build_sequence_params
+    gives for position_ids [B, 1], in three ops (a generation step runs this once per token)."""
     positions = position_ids.transpose(0, 1)  # [1, B]
     reset = positions == 0
-    carried = cache.last_tokens_since_start.to(positions.device).unsqueeze(0) + 1
+    carried = carried_tokens_since_start.to(positions.device).unsqueeze(0) + 1
     return GriffinSequenceParams(
         qkv_format="sbhd",
         reset=reset,
         tokens_since_start=torch.where(reset, 0, carried),
         positions=positions,
-        cache=cache,
+    )
+
+
+def document_stream_boundaries(reset: Tensor) -> Tensor:
+    """cu_seqlens (int32) over the batch-major token stream of a [T, B] reset mask: a boundary
+    at every row start and every document start."""
+    T, B = reset.shape
+    starts = reset.t().clone()
+    starts[:, 0] = True
+    flat = starts.reshape(-1).nonzero().squeeze(1)
+    end = torch.tensor([T * B], device=reset.device, dtype=flat.dtype)
+    return torch.cat([flat, end]).to(torch.int32)
+
+
+def with_document_streams(seq: GriffinSequenceParams) -> GriffinSequenceParams:
+    """seq with stream_cu_seqlens / stream_max_seqlen filled in (for the te backend's packed
+    attention): one host synchronisation per forward, here, instead of two in every layer."""
+    if seq.stream_cu_seqlens is not None or not bool(seq.reset[1:].any()):
+        return seq
+    cu = document_stream_boundaries(seq.reset)
+    return dataclasses.replace(
+        seq, stream_cu_seqlens=cu, stream_max_seqlen=int((cu[1:] - cu[:-1]).max())
     )
 
 

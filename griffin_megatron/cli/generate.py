@@ -71,7 +71,7 @@ def _load_model(args, tensor_parallel: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..generation import generate_text, load_tokenizer
+    from ..generation import generate_text, load_generation_tokenizer
 
     for i, prompt in enumerate(args.prompt):
         if not prompt.strip():
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be at least 1.")
-    tokenizer = load_tokenizer(_tokenizer_dir(args))
+    tokenizer = load_generation_tokenizer(_tokenizer_dir(args))
     tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
     model = _load_model(args, tensor_parallel)
 

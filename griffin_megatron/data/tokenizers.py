@@ -1,9 +1,15 @@
 """Tokenizers for preprocessing and training: HF `tokenizers` files, SentencePiece models, and a
 byte-level BPE trained on the input when the user has none.
 
-`load_tokenizer(path)` accepts a `tokenizer.json`, a SentencePiece `.model`, or a directory holding
-either (HF layout). Every tokenizer has an end-of-document token: Megatron's GPTDataset resets
-position ids after it, and the model resets its recurrence and attention there.
+The one tokenizer module of the package:
+- `load_tokenizer(path)` (preprocessing, training) accepts a `tokenizer.json`, a SentencePiece
+  `.model`, or a directory holding either (HF layout). Every tokenizer has an end-of-document
+  token: Megatron's GPTDataset resets position ids after it, and the model resets its recurrence
+  and attention there.
+- `load_generation_tokenizer(directory)` (generation) loads the tokenizer saved beside a
+  checkpoint, through `transformers` when the directory has its config, and encodes with the
+  special tokens the tokenizer adds (e.g. Gemma's BOS).
+Both pick the end-of-document token by one rule, `end_of_document_token`.
 
 This module imports neither torch nor Megatron, so preprocessing workers start quickly.
 """
@@ -14,8 +20,9 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Union
 
+from ..errors import DataError, InputFileError
 
 HF_FILE = "tokenizer.json"
 HF_CONFIG_FILE = "tokenizer_config.json"
@@ -23,6 +30,24 @@ SENTENCEPIECE_FILE = "tokenizer.model"
 # End-of-document tokens of common tokenizers, tried in order when no tokenizer_config.json names one.
 EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<eod>", "[SEP]")
 TRAINED_EOD = "<|endoftext|>"
+
+
+def end_of_document_token(
+    token_to_id: Callable[[str], Optional[int]], named: Optional[str] = None
+) -> Optional[int]:
+    """The one EOS rule: the token named as `eos_token` (tokenizer_config.json), if the vocabulary
+    has it, else the first of EOD_CANDIDATES that it has; None when it has none of them."""
+    for token in ([named] if named else []) + list(EOD_CANDIDATES):
+        token_id = token_to_id(token)
+        if token_id is not None:
+            return token_id
+    return None
+
+
+def _named_eos(directory: Path) -> Optional[str]:
+    config_path = directory / HF_CONFIG_FILE
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    return _token_content(config.get("eos_token"))
 
 
 def _sha256(path: Path) -> str:
@@ -56,30 +81,25 @@ class TextTokenizer:
         try:
             self._tok = Tokenizer.from_file(str(self.path))
         except Exception as error:
-            raise ValueError(
+            raise DataError(
                 f"{self.path} is not a HuggingFace tokenizers file ({error}); pass a tokenizer.json "
                 "written by `tokenizers`/`transformers`, or a SentencePiece .model."
             ) from None
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         config_path = self.path.parent / HF_CONFIG_FILE
         config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-        self.eod = self._special_id(
-            _token_content(config.get("eos_token")), EOD_CANDIDATES, "end-of-document"
-        )
+        named = _token_content(config.get("eos_token"))
+        eod = end_of_document_token(self._tok.token_to_id, named)
+        if eod is None:
+            raise DataError(
+                f"tokenizer {self.path} has no end-of-document token (looked for "
+                f"{', '.join(([named] if named else []) + list(EOD_CANDIDATES))}); add one or name "
+                f"it as eos_token in {HF_CONFIG_FILE} beside the tokenizer."
+            )
+        self.eod = eod
         pad_name = _token_content(config.get("pad_token"))
         pad = self._tok.token_to_id(pad_name) if pad_name else None
         self.pad = pad if pad is not None and pad != self.eod else None
-
-    def _special_id(self, named: Optional[str], candidates: Sequence[str], what: str) -> int:
-        for token in ([named] if named else []) + list(candidates):
-            token_id = self._tok.token_to_id(token)
-            if token_id is not None:
-                return token_id
-        raise ValueError(
-            f"tokenizer {self.path} has no {what} token (looked for "
-            f"{', '.join(([named] if named else []) + list(candidates))}); add one or name it as "
-            f"eos_token in {HF_CONFIG_FILE} beside the tokenizer."
-        )
 
     def _init_sentencepiece(self) -> None:
         import sentencepiece
@@ -88,14 +108,14 @@ class TextTokenizer:
         try:
             self._tok = sentencepiece.SentencePieceProcessor(model_file=str(self.path))
         except Exception as error:
-            raise ValueError(
+            raise DataError(
                 f"{self.path} is not a SentencePiece model ({error}); pass a tokenizer.model, a "
                 "tokenizer.json, or a directory holding one."
             ) from None
         self.vocab_size = self._tok.get_piece_size()
         self.eod = self._tok.eos_id()
         if self.eod < 0:
-            raise ValueError(
+            raise DataError(
                 f"SentencePiece model {self.path} has no end-of-sentence token; train it with "
                 "eos_id >= 0 so documents can be separated."
             )
@@ -166,12 +186,12 @@ def tokenizer_file(path: Union[str, Path]) -> Path:
         for name in (HF_FILE, SENTENCEPIECE_FILE):
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(
+        raise InputFileError(
             f"tokenizer directory {path} holds neither {HF_FILE} nor {SENTENCEPIECE_FILE}; pass "
             "the tokenizer file itself or a directory saved by HF/SentencePiece."
         )
     if not path.is_file():
-        raise FileNotFoundError(
+        raise InputFileError(
             f"tokenizer {path} does not exist; pass a tokenizer.json, a SentencePiece .model or a "
             "directory holding one (or omit --tokenizer in preprocess to train a byte-level BPE)."
         )
@@ -212,3 +232,47 @@ def train_byte_level_bpe(
         + "\n"
     )
     return TextTokenizer(directory / HF_FILE)
+
+
+class GenerationTokenizer:
+    """encode(text) -> ids and decode(ids) -> text for generation, over either tokenizer library.
+
+    encode adds the special tokens the tokenizer is configured to add (e.g. Gemma's BOS); decode
+    drops special tokens. eos_token_id follows `end_of_document_token`, as preprocessing does.
+    """
+
+    def __init__(self, backend, eos_token_id: Optional[int], source: str):
+        self.backend = backend
+        self.eos_token_id = eos_token_id
+        self.source = source
+
+    def encode(self, text: str) -> List[int]:
+        encoded = self.backend.encode(text)
+        return list(encoded.ids) if hasattr(encoded, "ids") else list(encoded)
+
+    def decode(self, ids: List[int]) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=True)
+
+
+def load_generation_tokenizer(directory: Union[str, Path]) -> GenerationTokenizer:
+    """The tokenizer saved beside a checkpoint: `transformers.AutoTokenizer` when the directory
+    has its config (or a SentencePiece model), else `tokenizers.Tokenizer` over tokenizer.json."""
+    directory = Path(directory)
+    has = lambda name: (directory / name).is_file()  # noqa: E731
+    if has(HF_CONFIG_FILE) or has(SENTENCEPIECE_FILE):
+        from transformers import AutoTokenizer
+
+        backend = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        vocab = backend.get_vocab()
+        eos = end_of_document_token(vocab.get, backend.eos_token)
+        return GenerationTokenizer(backend, eos, f"transformers:{directory}")
+    if has(HF_FILE):
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_file(str(directory / HF_FILE))
+        eos = end_of_document_token(backend.token_to_id, _named_eos(directory))
+        return GenerationTokenizer(backend, eos, f"tokenizers:{directory}")
+    raise InputFileError(
+        f"no tokenizer in {directory} (expected {HF_FILE}, {SENTENCEPIECE_FILE} or "
+        f"{HF_CONFIG_FILE}); copy the tokenizer files there or pass --tokenizer DIR."
+    )

@@ -21,8 +21,9 @@ from megatron.core import parallel_state
 from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
 from torch import Tensor
 
-from ..inference_cache import GriffinInferenceCache
-from .decode_step import DecodeStep
+from ..errors import ConfigError
+from .cache import GriffinInferenceCache
+from .forward import check_generation_model, decode_step, forward_with_cache
 from .sampling import SamplingParams, sample_next_token
 
 PAD_ID = 0  # any valid id: padding is cut off from the prompt by the document start
@@ -35,40 +36,26 @@ def _unwrap(model):
     return model
 
 
-def _check_model(model) -> None:
-    if parallel_state.model_parallel_is_initialized():
-        if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-            raise ValueError(
-                "generation needs pipeline-parallel size 1 (every rank must hold the whole "
-                "depth); load the checkpoint with pipeline_model_parallel_size=1."
-            )
-    if model.config.sequence_parallel:
-        raise ValueError(
-            "generation feeds one token per step, which sequence parallelism cannot split; "
-            "build the model with sequence_parallel=False."
-        )
-
-
 def _check_prompts(prompts, vocab_size: int) -> List[List[int]]:
     if isinstance(prompts, Tensor) or not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError(
+        raise ConfigError(
             "prompts must be a non-empty list of token-id lists, e.g. [[2, 651, 6037]]."
         )
     checked = []
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, int):
-            raise ValueError(
+            raise ConfigError(
                 "prompts must be a list of token-id lists; wrap a single prompt as [token_ids]."
             )
         ids = [int(t) for t in prompt]
         if not ids:
-            raise ValueError(
+            raise ConfigError(
                 f"prompt {i} is empty; generation needs at least one token to condition on "
                 "(e.g. the tokenizer's BOS token)."
             )
         bad = [t for t in ids if not 0 <= t < vocab_size]
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"prompt {i} holds token id {bad[0]}, outside the model's vocabulary "
                 f"[0, {vocab_size}); use the tokenizer the model was trained with."
             )
@@ -130,13 +117,13 @@ def stream_generate(
     Arguments as in `generate`. Stops after max_new_tokens steps or when every row has ended.
     """
     model = _unwrap(model)
-    _check_model(model)
+    check_generation_model(model)
     params = SamplingParams(temperature, top_k, top_p)
     prompts = _check_prompts(prompts, model.config.vocab_size)
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens} must be a positive integer.")
+        raise ConfigError(f"max_new_tokens={max_new_tokens} must be a positive integer.")
     if prefill_chunk_size is not None and prefill_chunk_size < 1:
-        raise ValueError(f"prefill_chunk_size={prefill_chunk_size} must be a positive integer.")
+        raise ConfigError(f"prefill_chunk_size={prefill_chunk_size} must be a positive integer.")
     eos_ids = _eos_set(eos)
 
     device = next(model.parameters()).device
@@ -147,12 +134,10 @@ def stream_generate(
     if cache is None:
         cache = GriffinInferenceCache(batch, device=device, max_length=length + max_new_tokens)
     elif cache.has_history or cache.batch_size != batch:
-        raise ValueError(
+        raise ConfigError(
             f"cache must be a fresh GriffinInferenceCache for {batch} prompts (got one for "
             f"{cache.batch_size} that has seen {cache.seen_tokens} tokens); create a new one."
         )
-    # One-token steps skip Megatron's per-layer machinery when the model allows (decode_step.py).
-    decode = DecodeStep(model) if DecodeStep.supports(model) else model
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
 
@@ -162,8 +147,8 @@ def stream_generate(
         with torch.inference_mode():
             for start in range(0, length, chunk):
                 end = min(start + chunk, length)
-                logits = model(ids[:, start:end], positions[:, start:end], cache=cache,
-                               last_token_logits=True)
+                logits = forward_with_cache(model, ids[:, start:end], positions[:, start:end],
+                                            cache, last_token_only=True)
         next_positions = positions[:, -1:] + 1  # [B, 1]
         for step in range(max_new_tokens):
             with torch.inference_mode():
@@ -175,7 +160,7 @@ def stream_generate(
             if step + 1 == max_new_tokens or bool(finished.all()):
                 return
             with torch.inference_mode():
-                logits = decode(tokens.unsqueeze(1), next_positions, cache=cache)
+                logits = decode_step(model, tokens.unsqueeze(1), next_positions, cache)
                 next_positions = next_positions + 1
     finally:
         model.train(was_training)

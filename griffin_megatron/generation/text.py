@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, List, Optional, Sequence, Union
 
 from .generate import generate
-from .tokenizer import Tokenizer
+from ..data.tokenizers import GenerationTokenizer
 
 _CONTEXT_TOKENS = 4  # prompt tokens decoded along, so a leading space is not lost
 _USE_TOKENIZER_EOS = object()
@@ -18,7 +18,7 @@ class TextStream:
     after a few prompt tokens and the prompt's own text is cut off.
     """
 
-    def __init__(self, tokenizer: Tokenizer, prompt_ids: Sequence[int]):
+    def __init__(self, tokenizer: GenerationTokenizer, prompt_ids: Sequence[int]):
         self.tokenizer = tokenizer
         self.context = list(prompt_ids[-_CONTEXT_TOKENS:])
         self.context_text = tokenizer.decode(self.context)
@@ -45,7 +45,7 @@ class TextStream:
 
 def generate_text(
     model,
-    tokenizer: Tokenizer,
+    tokenizer: GenerationTokenizer,
     prompts: Union[str, Sequence[str]],
     max_new_tokens: int = 32,
     temperature: float = 0.0,

@@ -15,11 +15,17 @@ State-dict names (layer L), HF -> ours (local backend):
     mlp_block.down_proj                          -> mlp.linear_fc2
     model.final_norm.weight                      -> decoder.final_layernorm.weight
 HF's lm_head is tied to the embedding and is not stored.
+
+That list is one table in code (`EMBEDDING_ROW`, `NORM_ROWS`, `TEMPORAL_ROWS`, `MLP_ROWS`,
+`FINAL_NORM_ROW`): each row names our tensor, the HF tensors it is made of, and a named
+`Transform` for the fused ones (`STACKED_HALVES`, `QKV_GROUPS`, `CONV_WEIGHT`). `hf_to_megatron`
+and `megatron_to_hf` are both derived from `mapping_rows`.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -122,22 +128,51 @@ def hf_config_from_architecture(config: GriffinConfig, **extra):
     return RecurrentGemmaConfig(**kwargs)
 
 
-def _interleave_qkv(q: Tensor, k: Tensor, v: Tensor, groups: int) -> Tensor:
-    width = q.shape[1]
-    return torch.cat(
-        [q.reshape(groups, -1, width), k.reshape(groups, -1, width), v.reshape(groups, -1, width)],
-        dim=1,
-    ).reshape(-1, width)
+# One table maps every tensor; both directions are derived from it. A row is
+# (our name, HF names, transform) under a per-layer prefix; the transform says how the HF tensors
+# fuse into ours and split back. Layer rows use the prefixes "decoder.layers.{L}." (ours) and
+# "model.layers.{L}." (HF); the per-layer-type rows add "self_attention." / "temporal_block.".
 
 
-def _split_qkv(qkv: Tensor, config: GriffinConfig) -> tuple:
-    groups, head_dim = config.num_query_groups, config.kv_channels
-    q_per_group = config.num_attention_heads // groups * head_dim
+@dataclass(frozen=True)
+class Transform:
+    """How one of our tensors is made of HF tensors (full, unsharded) and split back."""
+
+    name: str
+    to_ours: Callable[[Sequence[Tensor], GriffinConfig], Tensor]
+    to_hf: Callable[[Tensor, GriffinConfig], Tuple[Tensor, ...]]
+
+
+def _qkv_per_group(config: GriffinConfig) -> Tuple[int, int]:
+    groups = config.num_query_groups
+    return groups, config.num_attention_heads // groups * config.kv_channels
+
+
+def _fuse_qkv(parts: Sequence[Tensor], config: GriffinConfig) -> Tensor:
+    """[q; k; v] -> Megatron's per-group layout: for each key/value group, its query heads,
+    then its key head, then its value head."""
+    groups, _ = _qkv_per_group(config)
+    width = parts[0].shape[1]
+    return torch.cat([t.reshape(groups, -1, width) for t in parts], dim=1).reshape(-1, width)
+
+
+def _split_qkv(qkv: Tensor, config: GriffinConfig) -> Tuple[Tensor, ...]:
+    groups, q_per_group = _qkv_per_group(config)
+    head_dim, width = config.kv_channels, qkv.shape[1]
     per_group = qkv.reshape(groups, q_per_group + 2 * head_dim, -1)
-    q, k, v = per_group.split([q_per_group, head_dim, head_dim], dim=1)
-    width = qkv.shape[1]
-    return q.reshape(-1, width), k.reshape(-1, width), v.reshape(-1, width)
+    return tuple(t.reshape(-1, width) for t in per_group.split([q_per_group, head_dim, head_dim], dim=1))
 
+
+SAME = Transform("same", lambda parts, config: parts[0], lambda t, config: (t,))
+# linear_in = [linear_x; linear_y] and linear_fc1 = [gate; up]: halves stacked on the output axis.
+STACKED_HALVES = Transform(
+    "stacked_halves", lambda parts, config: torch.cat(list(parts)), lambda t, config: tuple(t.chunk(2))
+)
+QKV_GROUPS = Transform("qkv_groups", _fuse_qkv, _split_qkv)
+# HF keeps nn.Conv1d's [C, 1, K] depthwise weight; ours is [C, K].
+CONV_WEIGHT = Transform(
+    "conv_weight", lambda parts, config: parts[0][:, 0, :], lambda t, config: (t.unsqueeze(1),)
+)
 
 # Same names and layouts on both sides (under `temporal_block.rg_lru.` / `self_attention.rg_lru.`).
 RGLRU_PARAMETERS = (
@@ -148,70 +183,63 @@ RGLRU_PARAMETERS = (
     "recurrent_gate_bias",
 )
 
+Row = Tuple[str, Tuple[str, ...], Transform]
+
+EMBEDDING_ROW: Row = ("embedding.word_embeddings.weight", ("model.embed_tokens.weight",), SAME)
+FINAL_NORM_ROW: Row = ("decoder.final_layernorm.weight", ("model.final_norm.weight",), SAME)
+NORM_ROWS: Tuple[Row, ...] = (
+    ("input_layernorm.weight", ("temporal_pre_norm.weight",), SAME),
+    ("pre_mlp_layernorm.weight", ("channel_pre_norm.weight",), SAME),
+)
+MLP_ROWS: Tuple[Row, ...] = (
+    *(
+        (f"mlp.linear_fc1.{p}", (f"mlp_block.gate_proj.{p}", f"mlp_block.up_proj.{p}"), STACKED_HALVES)
+        for p in ("weight", "bias")
+    ),
+    *((f"mlp.linear_fc2.{p}", (f"mlp_block.down_proj.{p}",), SAME) for p in ("weight", "bias")),
+)
+TEMPORAL_ROWS: Dict[str, Tuple[Row, ...]] = {
+    RECURRENT: (
+        *((f"linear_in.{p}", (f"linear_x.{p}", f"linear_y.{p}"), STACKED_HALVES) for p in ("weight", "bias")),
+        *((f"linear_out.{p}", (f"linear_out.{p}",), SAME) for p in ("weight", "bias")),
+        ("conv.weight", ("conv_1d.weight",), CONV_WEIGHT),
+        ("conv.bias", ("conv_1d.bias",), SAME),
+        *((f"rg_lru.{name}", (f"rg_lru.{name}",), SAME) for name in RGLRU_PARAMETERS),
+    ),
+    ATTENTION: (
+        ("linear_qkv.weight", ("q_proj.weight", "k_proj.weight", "v_proj.weight"), QKV_GROUPS),
+        ("linear_proj.weight", ("o_proj.weight",), SAME),
+        ("linear_proj.bias", ("o_proj.bias",), SAME),
+    ),
+}
+
+
+def mapping_rows(config: GriffinConfig) -> Iterator[Row]:
+    """Every tensor of the model as (our full name, HF full names, transform), in HF's order."""
+    yield EMBEDDING_ROW
+    for L in range(config.num_layers):
+        ours, hf = f"decoder.layers.{L}.", f"model.layers.{L}."
+        temporal = [
+            (f"self_attention.{name}", tuple(f"temporal_block.{n}" for n in hf_names), transform)
+            for name, hf_names, transform in TEMPORAL_ROWS[config.layer_type(L)]
+        ]
+        for name, hf_names, transform in (*NORM_ROWS, *temporal, *MLP_ROWS):
+            yield ours + name, tuple(hf + n for n in hf_names), transform
+    yield FINAL_NORM_ROW
+
 
 def hf_to_megatron(hf_state: Dict[str, Tensor], config: GriffinConfig) -> Dict[str, Tensor]:
     """HF state dict -> GriffinModel (local backend, TP=1, PP=1) state dict."""
-    out = {"embedding.word_embeddings.weight": hf_state["model.embed_tokens.weight"]}
-    for L in range(config.num_layers):
-        hf, mc = f"model.layers.{L}.", f"decoder.layers.{L}."
-        tb, sa = hf + "temporal_block.", mc + "self_attention."
-        out[mc + "input_layernorm.weight"] = hf_state[hf + "temporal_pre_norm.weight"]
-        out[mc + "pre_mlp_layernorm.weight"] = hf_state[hf + "channel_pre_norm.weight"]
-        if config.layer_type(L) == RECURRENT:
-            for p in ("weight", "bias"):
-                out[sa + f"linear_in.{p}"] = torch.cat(
-                    [hf_state[tb + f"linear_x.{p}"], hf_state[tb + f"linear_y.{p}"]]
-                )
-                out[sa + f"linear_out.{p}"] = hf_state[tb + f"linear_out.{p}"]
-            out[sa + "conv.weight"] = hf_state[tb + "conv_1d.weight"][:, 0, :]
-            out[sa + "conv.bias"] = hf_state[tb + "conv_1d.bias"]
-            for name in RGLRU_PARAMETERS:
-                out[sa + f"rg_lru.{name}"] = hf_state[tb + f"rg_lru.{name}"]
-        else:
-            out[sa + "linear_qkv.weight"] = _interleave_qkv(
-                hf_state[tb + "q_proj.weight"],
-                hf_state[tb + "k_proj.weight"],
-                hf_state[tb + "v_proj.weight"],
-                config.num_query_groups,
-            )
-            out[sa + "linear_proj.weight"] = hf_state[tb + "o_proj.weight"]
-            out[sa + "linear_proj.bias"] = hf_state[tb + "o_proj.bias"]
-        mlp = hf + "mlp_block."
-        for p in ("weight", "bias"):
-            out[mc + f"mlp.linear_fc1.{p}"] = torch.cat(
-                [hf_state[mlp + f"gate_proj.{p}"], hf_state[mlp + f"up_proj.{p}"]]
-            )
-            out[mc + f"mlp.linear_fc2.{p}"] = hf_state[mlp + f"down_proj.{p}"]
-    out["decoder.final_layernorm.weight"] = hf_state["model.final_norm.weight"]
-    return out
+    return {
+        ours: transform.to_ours([hf_state[n] for n in hf_names], config)
+        for ours, hf_names, transform in mapping_rows(config)
+    }
 
 
 def megatron_to_hf(state: Dict[str, Tensor], config: GriffinConfig) -> Dict[str, Tensor]:
     """GriffinModel (local backend, TP=1, PP=1) state dict -> HF state dict (lm_head tied)."""
-    out = {"model.embed_tokens.weight": state["embedding.word_embeddings.weight"]}
-    for L in range(config.num_layers):
-        hf, mc = f"model.layers.{L}.", f"decoder.layers.{L}."
-        tb, sa = hf + "temporal_block.", mc + "self_attention."
-        out[hf + "temporal_pre_norm.weight"] = state[mc + "input_layernorm.weight"]
-        out[hf + "channel_pre_norm.weight"] = state[mc + "pre_mlp_layernorm.weight"]
-        if config.layer_type(L) == RECURRENT:
-            for p in ("weight", "bias"):
-                x, y = state[sa + f"linear_in.{p}"].chunk(2)
-                out[tb + f"linear_x.{p}"], out[tb + f"linear_y.{p}"] = x, y
-                out[tb + f"linear_out.{p}"] = state[sa + f"linear_out.{p}"]
-            out[tb + "conv_1d.weight"] = state[sa + "conv.weight"].unsqueeze(1)
-            out[tb + "conv_1d.bias"] = state[sa + "conv.bias"]
-            for name in RGLRU_PARAMETERS:
-                out[tb + f"rg_lru.{name}"] = state[sa + f"rg_lru.{name}"]
-        else:
-            q, k, v = _split_qkv(state[sa + "linear_qkv.weight"], config)
-            out[tb + "q_proj.weight"], out[tb + "k_proj.weight"], out[tb + "v_proj.weight"] = q, k, v
-            out[tb + "o_proj.weight"] = state[sa + "linear_proj.weight"]
-            out[tb + "o_proj.bias"] = state[sa + "linear_proj.bias"]
-        mlp = hf + "mlp_block."
-        for p in ("weight", "bias"):
-            gate, up = state[mc + f"mlp.linear_fc1.{p}"].chunk(2)
-            out[mlp + f"gate_proj.{p}"], out[mlp + f"up_proj.{p}"] = gate, up
-            out[mlp + f"down_proj.{p}"] = state[mc + f"mlp.linear_fc2.{p}"]
-    out["model.final_norm.weight"] = state["decoder.final_layernorm.weight"]
-    return {k: v.contiguous() for k, v in out.items()}
+    out = {}
+    for ours, hf_names, transform in mapping_rows(config):
+        parts = transform.to_hf(state[ours], config)
+        out.update({n: t.contiguous() for n, t in zip(hf_names, parts)})
+    return out

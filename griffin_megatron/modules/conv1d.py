@@ -15,7 +15,6 @@ from megatron.core.transformer.module import MegatronModule
 from torch import Tensor
 
 from ..config import GriffinConfig
-from ..inference_cache import RecurrentLayerState
 from .channel_parallel import channel_sharded_state_dict, partitioned_parameter
 
 CONV_INIT_VARIANCE = 0.01  # RecurrentGemma's w_init_variance_scale for the Conv1D
@@ -82,13 +81,17 @@ class CausalConv1d(MegatronModule):
         self,
         x: Tensor,
         tokens_since_start: Optional[Tensor] = None,
-        state: Optional[RecurrentLayerState] = None,
+        initial_taps: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Tensor]:
-        initial_taps = state.conv_taps if state is not None else None
-        if x.shape[0] == 1 and initial_taps is not None and tokens_since_start is not None:
-            # A generation step: one masked sum over the window instead of a loop over taps.
-            y, taps = causal_depthwise_conv1d_step(
-                x[0], self.weight, self.bias, tokens_since_start[0], initial_taps
-            )
-            return y.unsqueeze(0), taps
+        """x [T, B, C] -> y [T, B, C] and the last K-1 inputs [K-1, B, C] (see
+        causal_depthwise_conv1d); initial_taps continues from an earlier chunk."""
         return causal_depthwise_conv1d(x, self.weight, self.bias, tokens_since_start, initial_taps)
+
+    def allocate_inference_cache(self, batch_size: int, dtype: torch.dtype, device) -> Tensor:
+        """Empty taps [K-1, B, C/tp] for generation (masked until the document reaches them)."""
+        return torch.zeros(self.width - 1, batch_size, self.weight.shape[0], dtype=dtype, device=device)
+
+    def step(self, x: Tensor, tokens_since_start: Tensor, taps: Tensor) -> Tuple[Tensor, Tensor]:
+        """One new token per row: x [B, C], tokens_since_start [B], taps [K-1, B, C] -> y [B, C]
+        and the new taps."""
+        return causal_depthwise_conv1d_step(x, self.weight, self.bias, tokens_since_start, taps)

@@ -6,29 +6,45 @@ Bq rows, and each block attends to the Bq + W - 1 keys that can reach it, throug
 `scaled_dot_product_attention` call with a boolean mask.
 
 `LocalWindowedAttention` is the core-attention module Megatron's SelfAttention calls after its
-QKV projection and RoPE; it also reads and writes the ring buffer of keys/values used when
-generating (see inference_cache.py).
+QKV projection and RoPE. For generation it has `prefill` (a chunk continuing from a ring buffer
+of keys/values, `KVRing`) and `step` (one token per row); `GriffinSelfAttention`
+(attention_block.py) calls them between its own projections.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from megatron.core.tensor_parallel import ColumnParallelLinear
 from megatron.core.transformer.module import MegatronModule
 from torch import Tensor
 
 from ..config import GriffinConfig
-from ..inference_cache import AttentionLayerState
+from ..errors import ConfigError
 from ..sequence import GriffinSequenceParams
+from .parallel_linear import ColumnParallelLinearWithStep
 
 MIN_BLOCK = 64
 
 
-class BiasFreeColumnParallelLinear(ColumnParallelLinear):
+@dataclass
+class KVRing:
+    """An attention layer's generation state: the last S <= W keys and values.
+
+    Head-major [B, Hkv, S, d] so that a decode step attends to the ring in place (contiguous for
+    SDPA); slot = position % S.
+    """
+
+    keys: Tensor  # [B, Hkv, S, d]
+    values: Tensor  # [B, Hkv, S, d]
+    slot_positions: Tensor  # [S] long: absolute token index held by each slot, -1 if empty
+    next_position: int = 0  # absolute index of the next token (tokens written so far)
+
+
+class BiasFreeColumnParallelLinear(ColumnParallelLinearWithStep):
     """ColumnParallelLinear that never has a bias.
 
     RecurrentGemma's q/k/v projections have no bias while its output projection has one;
@@ -125,8 +141,7 @@ def ring_attention_step(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    state: AttentionLayerState,
-    query_position: int,
+    state: KVRing,
     tokens_since_start: Tensor,
     scale: float,
 ) -> Tensor:
@@ -141,6 +156,8 @@ def ring_attention_step(
     """
     B, Hk, S, d = state.keys.shape
     Hq = q.shape[2]
+    query_position = state.next_position
+    state.next_position += 1
     slot = query_position % S
     state.keys[:, :, slot] = k[0].to(state.keys.dtype)
     state.values[:, :, slot] = v[0].to(state.values.dtype)
@@ -159,8 +176,11 @@ def ring_attention_step(
     return out.reshape(1, B, Hq, d).to(q.dtype)
 
 
-def _write_ring(state: AttentionLayerState, k: Tensor, v: Tensor, first_position: int) -> None:
-    """Store the last min(S, T) keys/values of a [T, B, Hk, d] chunk starting at first_position."""
+def _write_ring(state: KVRing, k: Tensor, v: Tensor) -> None:
+    """Store the last min(S, T) keys/values of a [T, B, Hk, d] chunk that starts at the ring's
+    next position."""
+    first_position = state.next_position
+    state.next_position += k.shape[0]
     slots = state.slot_positions.shape[0]
     keep = min(slots, k.shape[0])
     positions = first_position + torch.arange(k.shape[0] - keep, k.shape[0], device=k.device)
@@ -170,13 +190,14 @@ def _write_ring(state: AttentionLayerState, k: Tensor, v: Tensor, first_position
     state.slot_positions[index] = positions.to(state.slot_positions.device)
 
 
-def _ring_in_order(state: AttentionLayerState, next_position: int, dtype: torch.dtype):
+def _ring_in_order(state: KVRing, dtype: torch.dtype):
     """The keys and values held by the ring, oldest first, sequence-first: [P, B, Hk, d] each.
 
-    They are the P positions just before `next_position`, as `local_attention`'s num_past
-    expects. Until the ring wraps, slots 0..next_position-1 hold exactly those, in order.
+    They are the P positions just before the ring's next position, as `local_attention`'s
+    num_past expects. Until the ring wraps, slots 0..next_position-1 hold exactly those, in order.
     """
     slots = state.slot_positions.shape[0]
+    next_position = state.next_position
     if next_position <= slots:
         keys, values = state.keys[:, :, :next_position], state.values[:, :, :next_position]
     else:
@@ -216,53 +237,62 @@ class LocalWindowedAttention(MegatronModule):
     ) -> Tensor:
         """query [T, B, Hq, d], key/value [T, B, Hk, d] -> [T, B, Hq * d]."""
         seq = packed_seq_params
-        since = seq.tokens_since_start if seq is not None else None
-        cache = seq.cache if seq is not None else None
         if seq is not None and seq.context_parallel is not None:
             # Imported here: context_parallel.layers builds on this module's local_attention.
             from ..context_parallel.layers import windowed_attention
 
             out = windowed_attention(
                 query, key, value, window=self.window, scale=self.scale, seq=seq)
-        elif cache is None:
+        else:
+            since = seq.tokens_since_start if seq is not None else None
             out = local_attention(query, key, value, window=self.window, scale=self.scale,
                                   tokens_since_start=since)
-        else:
-            out = self._forward_with_cache(query, key, value, since, cache)
         T, B = out.shape[:2]
         return out.reshape(T, B, -1)
 
-    def _forward_with_cache(self, query, key, value, since, cache) -> Tensor:
-        T = query.shape[0]
-        cache.check_room(self.window, T)
-        first = cache.seen_tokens
-        state = cache.layers.get(self.layer_number)
-        if T == 1:
-            if state is None:
-                state = self._new_state(key, cache)
-            return ring_attention_step(query, key, value, state, first, since, self.scale)
-        if state is None:
-            state = self._new_state(key, cache)
+    def allocate_inference_cache(
+        self, batch_size: int, max_length: Optional[int], kv_heads: int, head_dim: int, dtype, device
+    ) -> KVRing:
+        """An empty ring of min(window, max_length) slots (all of the window when max_length is
+        None): a decode step never needs more."""
+        slots = self.window if max_length is None else min(self.window, max_length)
+        return KVRing(
+            keys=torch.zeros(batch_size, kv_heads, slots, head_dim, dtype=dtype, device=device),
+            values=torch.zeros(batch_size, kv_heads, slots, head_dim, dtype=dtype, device=device),
+            slot_positions=torch.full((slots,), -1, dtype=torch.long, device=device),
+        )
+
+    def _check_room(self, ring: KVRing, num_tokens: int) -> None:
+        slots = ring.slot_positions.shape[0]
+        if slots < self.window and ring.next_position + num_tokens > slots:
+            raise ConfigError(
+                f"this cache was created with max_length={slots} tokens but would hold "
+                f"{ring.next_position + num_tokens}; create it with a larger max_length "
+                "(prompt length + new tokens)."
+            )
+
+    def prefill(self, query: Tensor, key: Tensor, value: Tensor, ring: KVRing,
+                seq: GriffinSequenceParams) -> Tensor:
+        """A chunk continuing from the ring (then written into it); shapes as forward."""
+        self._check_room(ring, query.shape[0])
+        since = seq.tokens_since_start
+        if ring.next_position == 0:
             out = local_attention(query, key, value, window=self.window, scale=self.scale,
                                   tokens_since_start=since)
         else:
             # Continuation prefill: the ring, ordered by position, precedes the chunk.
-            past_keys, past_values = _ring_in_order(state, first, key.dtype)
+            past_keys, past_values = _ring_in_order(ring, key.dtype)
             keys = torch.cat([past_keys, key], dim=0)
             values = torch.cat([past_values, value], dim=0)
             out = local_attention(query, keys, values, window=self.window, scale=self.scale,
                                   tokens_since_start=since, num_past=past_keys.shape[0])
-        _write_ring(state, key, value, first)
-        return out
+        _write_ring(ring, key, value)
+        T, B = out.shape[:2]
+        return out.reshape(T, B, -1)
 
-    def _new_state(self, key: Tensor, cache) -> AttentionLayerState:
-        """An empty ring for this layer: key [T, B, Hk, d] gives batch, heads, dim and dtype."""
-        _, B, Hk, d = key.shape
-        slots = cache.attention_slots(self.window)
-        state = AttentionLayerState(
-            keys=key.new_zeros(B, Hk, slots, d),
-            values=key.new_zeros(B, Hk, slots, d),
-            slot_positions=torch.full((slots,), -1, dtype=torch.long, device=key.device),
-        )
-        cache.layers[self.layer_number] = state
-        return state
+    def step(self, query: Tensor, key: Tensor, value: Tensor, ring: KVRing,
+             seq: GriffinSequenceParams) -> Tensor:
+        """One token per row: query [1, B, Hq, d], key/value [1, B, Hk, d] -> [1, B, Hq * d]."""
+        self._check_room(ring, 1)
+        out = ring_attention_step(query, key, value, ring, seq.tokens_since_start, self.scale)
+        return out.reshape(1, out.shape[1], -1)

@@ -8,6 +8,10 @@ linear_x and linear_y are one column-parallel GEMM (`linear_in`, output [x; y] p
 Megatron's GLU fc1), linear_out is row-parallel, and the Conv1D and RG-LRU work per channel on
 whole gate blocks: with tensor parallelism the block needs no communication of its own.
 It sits in TransformerLayer's `self_attention` slot and accepts that slot's arguments.
+
+Generation (griffin_megatron/generation/) calls `prefill` for a chunk of tokens and `step` for
+one token per row, each continuing from and updating the block's own `RecurrentBlockState`
+(made by `allocate_inference_cache`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
+import torch
 from megatron.core.transformer.mlp import apply_swiglu_sharded_factory
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.spec_utils import ModuleSpec, build_module
@@ -23,8 +28,15 @@ from torch import Tensor
 
 from ..config import GriffinConfig, gelu_tanh
 from ..context_parallel import layers as context_parallel_layers
-from ..inference_cache import RecurrentLayerState
 from ..sequence import GriffinSequenceParams
+
+
+@dataclass
+class RecurrentBlockState:
+    """A recurrent layer's generation state (per tensor-parallel rank: C = lru_width / tp)."""
+
+    conv_taps: Tensor  # [conv_width - 1, B, C]: the most recent Conv1D inputs, oldest first
+    rglru_state: Tensor  # [B, C] fp32
 
 
 @dataclass
@@ -89,11 +101,15 @@ class RecurrentBlock(MegatronModule):
         xy, _ = self.linear_in(hidden_states)  # [T, B, 2 * W/tp]
         return self.linear_out(self.temporal_mix(xy, packed_seq_params))
 
-    def temporal_mix(self, xy: Tensor, seq: Optional[GriffinSequenceParams]) -> Tensor:
+    def temporal_mix(
+        self,
+        xy: Tensor,
+        seq: Optional[GriffinSequenceParams],
+        state: Optional[RecurrentBlockState] = None,
+    ) -> Tensor:
         """[x; y] from linear_in [T, B, 2 * W/tp] -> conv + RG-LRU of x, gated by y [T, B, W/tp].
 
-        Reads and updates the generation cache when `seq` carries one; the one-token decode
-        step (generation/decode_step.py) calls this too.
+        state: continue from it and update it in place (generation), or None (a fresh sequence).
         """
         x, y = xy.chunk(2, dim=-1)
         y = gelu_tanh(y)
@@ -102,19 +118,42 @@ class RecurrentBlock(MegatronModule):
 
         reset = seq.reset if seq is not None else None
         since_start = seq.tokens_since_start if seq is not None else None
-        cache = seq.cache if seq is not None else None
-        state = cache.layers.get(self.layer_number) if cache is not None else None
 
-        x, conv_taps = self.conv(x, since_start, state)
+        x, conv_taps = self.conv(x, since_start, state.conv_taps if state is not None else None)
         x, rglru_state = self.rg_lru(
             x,
             reset=reset,
             initial_state=state.rglru_state if state is not None else None,
-            output_final_state=cache is not None,
+            output_final_state=state is not None,
         )
-        if cache is not None:
-            cache.layers[self.layer_number] = RecurrentLayerState(conv_taps, rglru_state)
+        if state is not None:
+            state.conv_taps, state.rglru_state = conv_taps, rglru_state
         return x * y
+
+    def allocate_inference_cache(
+        self, batch_size: int, max_length: Optional[int], dtype: torch.dtype, device
+    ) -> RecurrentBlockState:
+        """Empty generation state for batch_size rows (taps in the activation dtype); its size
+        does not depend on max_length."""
+        return RecurrentBlockState(
+            conv_taps=self.conv.allocate_inference_cache(batch_size, dtype, device),
+            rglru_state=self.rg_lru.allocate_inference_cache(batch_size, device),
+        )
+
+    def prefill(self, hidden_states: Tensor, state: RecurrentBlockState, seq: GriffinSequenceParams,
+                rotary_pos_emb: Optional[Tensor] = None):
+        """A chunk [T, B, D] continuing from `state` (updated) -> (output, bias) as forward."""
+        xy, _ = self.linear_in(hidden_states)
+        return self.linear_out(self.temporal_mix(xy, seq, state))
+
+    def step(self, hidden_states: Tensor, state: RecurrentBlockState, seq: GriffinSequenceParams,
+             rotary_pos_emb: Optional[Tensor] = None):
+        """One token per row [1, B, D] continuing from `state` (updated) -> (output, bias)."""
+        xy, _ = self.linear_in.step(hidden_states)
+        x, y = xy[0].chunk(2, dim=-1)  # [B, W/tp] each
+        x, state.conv_taps = self.conv.step(x, seq.tokens_since_start[0], state.conv_taps)
+        x, state.rglru_state = self.rg_lru.step(x, seq.reset[0], state.rglru_state)
+        return self.linear_out.step((x * gelu_tanh(y)).unsqueeze(0))
 
     def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
         sharded = {}

@@ -72,15 +72,8 @@ class RGLRU(MegatronModule):
         initial_state: Optional[Tensor] = None,
         output_final_state: bool = False,
     ) -> Tuple[Tensor, Optional[Tensor]]:
+        """x [T, B, W/tp] -> y [T, B, W/tp] and, with output_final_state, the fp32 state [B, W/tp]."""
         gate_x, gate_a = self.gate_preactivations(x)
-        if x.shape[0] == 1 and initial_state is not None and not torch.is_grad_enabled():
-            # A generation step: the same math without the op's validation and autograd
-            # Function, whose fixed costs dominate one token (its bounded sqrt gradient is not
-            # needed without autograd).
-            keep = None if reset is None else (~reset[0]).to(initial_state.dtype).unsqueeze(-1)
-            y, state = rglru_step(x[0], gate_x[0], gate_a[0], self.recurrent_param,
-                                  initial_state, keep, self.config.rglru_c)
-            return y.unsqueeze(0), (state if output_final_state else None)
         return rglru(
             x,
             gate_x,
@@ -92,3 +85,18 @@ class RGLRU(MegatronModule):
             backend=self.config.rglru_backend,
             c=self.config.rglru_c,
         )
+
+    def allocate_inference_cache(self, batch_size: int, device) -> Tensor:
+        """Zero state [B, W/tp] in fp32 (the recurrence is accumulated in fp32)."""
+        return torch.zeros(batch_size, self.recurrent_param.shape[0], dtype=torch.float32, device=device)
+
+    def step(self, x: Tensor, reset: Optional[Tensor], state: Tensor) -> Tuple[Tensor, Tensor]:
+        """One new token per row, for generation: x [B, W/tp], reset [B] (or None), fp32 state
+        [B, W/tp] -> (y [B, W/tp], new state).
+
+        The same math as a T = 1 scan, without the op's validation and autograd Function (whose
+        fixed costs dominate one token; its bounded sqrt gradient is not needed at inference).
+        """
+        gate_x, gate_a = self.gate_preactivations(x.unsqueeze(0))
+        keep = None if reset is None else (~reset).to(state.dtype).unsqueeze(-1)
+        return rglru_step(x, gate_x[0], gate_a[0], self.recurrent_param, state, keep, self.config.rglru_c)

@@ -6,8 +6,10 @@
   x / rms(x) * (1 + w) with w initialised to zero, in fp32 inside the kernel.
 - Attention: TE's DotProductAttention with `window_size = config.window_size = (W - 1, 0)`: query
   i sees keys i - (W - 1) .. i, the W keys of HF's window (TE's `window_size` contract). Document
-  starts inside a batch switch to TE's packed THD path, where the window stays inside each document.
-  Generation (a cache) uses the PyTorch ring-buffer attention of local_attention.py.
+  starts inside a batch switch to TE's packed THD path, where the window stays inside each document;
+  the packed layout comes precomputed in the sequence params (`with_document_streams`, once per
+  forward), so the layers never wait on the host. Generation (`prefill` / `step`) uses the
+  PyTorch ring-buffer attention of local_attention.py.
 - Precision: bf16 as configured; FP8 through Megatron's `fp8` config (TE linears only; the Conv1D,
   RG-LRU and gate matmuls stay in bf16 / fp32). FP8 GEMMs want dimensions divisible by 16.
 - Checkpoints: the fused norm weights are saved under the local backend's keys (layer_specs), and
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import Tensor
 
 try:
@@ -32,6 +33,7 @@ except ImportError as error:  # pragma: no cover - exercised only without TE
 from megatron.core.extensions.transformer_engine import (  # noqa: E402
     TEDotProductAttention,
     TELayerNormColumnParallelLinear,
+    TERowParallelLinear,
 )
 from megatron.core.packed_seq_params import PackedSeqParams  # noqa: E402
 from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
@@ -40,21 +42,26 @@ from ..sequence import GriffinSequenceParams  # noqa: E402
 from .local_attention import LocalWindowedAttention  # noqa: E402
 
 
-class BiasFreeTELayerNormColumnParallelLinear(TELayerNormColumnParallelLinear):
+class _StepIsForward:
+    """TE's linears have no cheaper one-token form: their generation `step` is their forward."""
+
+    def step(self, x: Tensor):
+        return self(x)
+
+
+class TELayerNormColumnParallelLinearWithStep(_StepIsForward, TELayerNormColumnParallelLinear):
+    pass
+
+
+class TERowParallelLinearWithStep(_StepIsForward, TERowParallelLinear):
+    pass
+
+
+class BiasFreeTELayerNormColumnParallelLinear(TELayerNormColumnParallelLinearWithStep):
     """Fused RMSNorm + QKV projection without a bias (RecurrentGemma's q/k/v have none)."""
 
     def __init__(self, *args, bias: bool = False, **kwargs):
         super().__init__(*args, bias=False, **kwargs)
-
-
-def _document_boundaries(reset: Tensor) -> Tensor:
-    """cu_seqlens over the batch-major token stream of a [T, B] reset mask (row starts too)."""
-    T, B = reset.shape
-    starts = reset.t().clone()
-    starts[:, 0] = True
-    flat = starts.reshape(-1).nonzero().squeeze(1)
-    end = torch.tensor([T * B], device=reset.device, dtype=flat.dtype)
-    return torch.cat([flat, end]).to(torch.int32)
 
 
 class GriffinTEDotProductAttention(TEDotProductAttention):
@@ -62,7 +69,8 @@ class GriffinTEDotProductAttention(TEDotProductAttention):
 
     Without document starts beyond t = 0 it is TE's causal sbhd attention. With them, the
     [T, B] batch is viewed as one packed stream (batch-major) and TE's THD path runs with
-    cu_seqlens, which also keeps the window inside each document.
+    the stream's cu_seqlens (GriffinSequenceParams.stream_cu_seqlens), which also keeps the
+    window inside each document.
     """
 
     def __init__(self, config, layer_number, attn_mask_type, attention_type, **kwargs):
@@ -80,14 +88,10 @@ class GriffinTEDotProductAttention(TEDotProductAttention):
         packed_seq_params: Optional[GriffinSequenceParams] = None,
     ) -> Tensor:
         seq = packed_seq_params
-        if seq is not None and seq.cache is not None:
-            return self._generation_attention(query, key, value, None, packed_seq_params=seq)
-        inner_resets = seq is not None and bool(seq.reset[1:].any())
-        if not inner_resets:
+        if seq is None or seq.stream_cu_seqlens is None:
             return super().forward(query, key, value, None, attn_mask_type=AttnMaskType.causal)
         T, B, H, d = query.shape
-        cu = _document_boundaries(seq.reset)
-        max_len = int((cu[1:] - cu[:-1]).max())
+        cu, max_len = seq.stream_cu_seqlens, seq.stream_max_seqlen
         packed = PackedSeqParams(
             qkv_format="thd",
             cu_seqlens_q=cu,
@@ -105,3 +109,13 @@ class GriffinTEDotProductAttention(TEDotProductAttention):
             packed_seq_params=packed,
         )
         return out.reshape(B, T, -1).transpose(0, 1).contiguous()
+
+    # Generation: the PyTorch ring-buffer attention (TE has no windowed decode kernel to reuse).
+    def allocate_inference_cache(self, *args, **kwargs):
+        return self._generation_attention.allocate_inference_cache(*args, **kwargs)
+
+    def prefill(self, *args, **kwargs):
+        return self._generation_attention.prefill(*args, **kwargs)
+
+    def step(self, *args, **kwargs):
+        return self._generation_attention.step(*args, **kwargs)

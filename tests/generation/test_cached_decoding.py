@@ -7,8 +7,7 @@ compares the logits of every position with one uncached forward over the whole s
 import pytest
 import torch
 
-from griffin_megatron.generation.decode_step import DecodeStep
-from griffin_megatron.inference_cache import GriffinInferenceCache
+from griffin_megatron.generation import GriffinInferenceCache, decode_step, forward_with_cache
 
 from tiny_models import VOCAB, WINDOW
 
@@ -43,7 +42,7 @@ def _run_cached(model, ids, positions, schedule, **cache_kwargs):
             if start >= T:
                 break
             end = min(start + size, T)
-            outputs.append(model(ids[:, start:end], positions[:, start:end], cache=cache))
+            outputs.append(forward_with_cache(model, ids[:, start:end], positions[:, start:end], cache))
             start = end
     return torch.cat(outputs, dim=1), cache
 
@@ -95,7 +94,7 @@ def test_bounded_cache_equals_full_window_cache(griffin):
     assert bounded_cache.nbytes() < full_cache.nbytes()
     with pytest.raises(ValueError, match="max_length=6"):
         with torch.inference_mode():
-            griffin(ids[:, :1], positions[:, :1], cache=bounded_cache)
+            forward_with_cache(griffin, ids[:, :1], positions[:, :1], bounded_cache)
 
 
 def test_cache_size_stops_growing_after_the_window(griffin):
@@ -113,18 +112,16 @@ def test_cache_size_stops_growing_after_the_window(griffin):
 
 @pytest.mark.parametrize("family", ["griffin", "hawk"])
 def test_decode_step_equals_full_forward(family, request):
-    """generate's one-token step (decode_step.py) against the full forward, across a document
-    start and several windows of decoding."""
+    """generate's one-token step (each block's `step`) against the full forward, across a
+    document start and several windows of decoding."""
     model = request.getfixturevalue(family)
-    assert DecodeStep.supports(model)
-    step = DecodeStep(model)
     ids, positions = _inputs(documents={1: 50})
     with torch.inference_mode():
         full = model(ids, positions)
         cache = GriffinInferenceCache(ids.shape[0])
-        outputs = [model(ids[:, :5], positions[:, :5], cache=cache)]
+        outputs = [forward_with_cache(model, ids[:, :5], positions[:, :5], cache)]
         for t in range(5, LENGTH):
-            outputs.append(step(ids[:, t:t + 1], positions[:, t:t + 1], cache=cache))
+            outputs.append(decode_step(model, ids[:, t:t + 1], positions[:, t:t + 1], cache))
     assert _relative_error(torch.cat(outputs, dim=1), full) <= RTOL
 
 

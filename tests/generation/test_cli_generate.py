@@ -7,7 +7,7 @@ from tokenizers import models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, RecurrentGemmaConfig, RecurrentGemmaForCausalLM
 
 from griffin_megatron.cli.main import main
-from griffin_megatron.generation import generate_text, load_tokenizer
+from griffin_megatron.generation import generate_text, load_generation_tokenizer
 from griffin_megatron.interop.hf import from_hf
 
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
@@ -49,7 +49,7 @@ def hf_dir(tmp_path_factory):
 
 
 def _expected_text(hf_dir, max_new_tokens):
-    tokenizer = load_tokenizer(hf_dir)
+    tokenizer = load_generation_tokenizer(hf_dir)
     return generate_text(from_hf(hf_dir), tokenizer, PROMPT, max_new_tokens=max_new_tokens)
 
 
@@ -78,7 +78,7 @@ def test_transformers_tokenizer_directory_matches_the_bare_tokenizer(tmp_path):
     PreTrainedTokenizerFast(tokenizer_object=_tokenizer(), eos_token="<eos>", bos_token="<bos>",
                             pad_token="<pad>", unk_token="<unk>").save_pretrained(hf_dir)
     _tokenizer().save(str(bare_dir / "tokenizer.json"))
-    hf, bare = load_tokenizer(hf_dir), load_tokenizer(bare_dir)
+    hf, bare = load_generation_tokenizer(hf_dir), load_generation_tokenizer(bare_dir)
     assert hf.source.startswith("transformers") and bare.source.startswith("tokenizers")
     assert hf.encode(PROMPT) == bare.encode(PROMPT) == [2, 4, 5, 6, 7]
     assert hf.decode([2, 4, 5, 1]) == bare.decode([2, 4, 5, 1]) == "the cat"

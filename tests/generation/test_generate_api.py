@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import griffin_megatron
-from griffin_megatron.generation import generate, stream_generate
-from griffin_megatron.inference_cache import GriffinInferenceCache
+from griffin_megatron.generation import GriffinInferenceCache, forward_with_cache, generate, stream_generate
 from tiny_models import VOCAB
 
 PROMPTS = [[5, 17, 300, 42, 9, 88, 120, 7, 7, 64, 3, 250], [400, 2, 77]]
@@ -19,11 +18,12 @@ def _greedy_reference(model, prompt, steps):
     cache = GriffinInferenceCache(1)
     tokens = []
     with torch.inference_mode():
-        logits = model(torch.tensor([prompt]), torch.arange(len(prompt)).unsqueeze(0), cache=cache)
+        logits = forward_with_cache(model, torch.tensor([prompt]), torch.arange(len(prompt)).unsqueeze(0), cache)
         for step in range(steps):
             token = int(logits[0, -1].argmax())
             tokens.append(token)
-            logits = model(torch.tensor([[token]]), torch.tensor([[len(prompt) + step]]), cache=cache)
+            logits = forward_with_cache(model, torch.tensor([[token]]), torch.tensor([[len(prompt) + step]]),
+                                        cache)
     return tokens
 
 

@@ -10,7 +10,7 @@ import torch
 from transformers import RecurrentGemmaConfig, RecurrentGemmaForCausalLM
 
 from griffin_megatron.generation import generate
-from griffin_megatron.inference_cache import GriffinInferenceCache
+from griffin_megatron.generation import GriffinInferenceCache, decode_step, forward_with_cache
 from griffin_megatron.interop.hf import from_hf
 
 WINDOW = 8
@@ -81,12 +81,12 @@ def test_every_step_logits_equal_hf(models):
     cache = GriffinInferenceCache(1)
     with torch.inference_mode():
         step_logits = [
-            ours(torch.tensor([prompt]), torch.arange(len(prompt)).unsqueeze(0), cache=cache,
-                 last_token_logits=True)
+            forward_with_cache(ours, torch.tensor([prompt]), torch.arange(len(prompt)).unsqueeze(0),
+                               cache, last_token_only=True)
         ]
         for step, token in enumerate(tokens[:-1]):
             position = torch.tensor([[len(prompt) + step]])
-            step_logits.append(ours(torch.tensor([[token]]), position, cache=cache))
+            step_logits.append(decode_step(ours, torch.tensor([[token]]), position, cache))
     ours_logits = torch.cat(step_logits, dim=1)[0]
     error = float((ours_logits - hf_logits).abs().max() / hf_logits.abs().max())
     assert error <= RTOL

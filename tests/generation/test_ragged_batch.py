@@ -9,8 +9,7 @@ another's rotary positions.
 import pytest
 import torch
 
-from griffin_megatron.generation import generate
-from griffin_megatron.inference_cache import GriffinInferenceCache
+from griffin_megatron.generation import GriffinInferenceCache, forward_with_cache, generate
 from tiny_models import VOCAB, WINDOW
 
 PROMPT_LENGTHS = (3, 11, 2 * WINDOW + 5)  # shorter than the conv, shorter and longer than the window
@@ -25,10 +24,10 @@ def _prompts(seed=2):
 
 def _teacher_forced_logits(model, ids, positions, continuation, cache):
     """Last prompt logits, then logits after feeding each continuation token: [B, N + 1, V]."""
-    outputs = [model(ids, positions, cache=cache)[:, -1:]]
+    outputs = [forward_with_cache(model, ids, positions, cache)[:, -1:]]
     next_positions = positions[:, -1:] + 1
     for step in range(continuation.shape[1]):
-        outputs.append(model(continuation[:, step:step + 1], next_positions + step, cache=cache))
+        outputs.append(forward_with_cache(model, continuation[:, step:step + 1], next_positions + step, cache))
     return torch.cat(outputs, dim=1)
 
 

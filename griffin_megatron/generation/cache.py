@@ -1,36 +1,21 @@
 """Fixed-size generation state: what Hawk and Griffin carry instead of a growing KV cache.
 
-Per recurrent layer: the last (conv_width - 1) Conv1D inputs and the fp32 RG-LRU state.
-Per attention layer: a ring buffer of the last `window` keys and values (or fewer when the
-cache is told it will never hold more tokens than that: `max_length`).
-Its size stops growing once the context passes the attention window.
+The cache is a container; each layer's temporal block creates its own state the first time it
+sees the cache (`allocate_inference_cache`, as in mamba_ssm): a recurrent block the last
+(conv_width - 1) Conv1D inputs and the fp32 RG-LRU state (`RecurrentBlockState`), an attention
+block a ring buffer of the last `window` keys and values (`KVRing`; fewer slots when the cache
+is told it will never hold more tokens than that: `max_length`). Its size stops growing once
+the context passes the attention window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch import Tensor
 
-
-@dataclass
-class RecurrentLayerState:
-    conv_taps: Tensor  # [conv_width - 1, B, C]: the most recent Conv1D inputs, oldest first
-    rglru_state: Tensor  # [B, C] fp32
-
-
-@dataclass
-class AttentionLayerState:
-    # Head-major [B, Hkv, S, d] so that a decode step attends to the ring in place (contiguous
-    # for SDPA); slot = position % S.
-    keys: Tensor  # [B, Hkv, S, d]
-    values: Tensor  # [B, Hkv, S, d]
-    slot_positions: Tensor  # [S] long: absolute token index held by each slot, -1 if empty
-
-
-LayerState = Union[RecurrentLayerState, AttentionLayerState]
+from ..errors import ConfigError
 
 
 class GriffinInferenceCache:
@@ -50,27 +35,33 @@ class GriffinInferenceCache:
         max_length: Optional[int] = None,
     ):
         if max_length is not None and max_length < 1:
-            raise ValueError(f"max_length={max_length} must be a positive number of tokens.")
+            raise ConfigError(f"max_length={max_length} must be a positive number of tokens.")
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.max_length = max_length
         self.seen_tokens = 0  # absolute index of the next token (same for every row)
         self.last_tokens_since_start = torch.zeros(batch_size, dtype=torch.long, device=self.device)
-        self.layers: Dict[int, LayerState] = {}
+        self.layers: Dict[int, Any] = {}  # layer number -> the state its temporal block made
 
     @property
     def has_history(self) -> bool:
         return self.seen_tokens > 0
 
-    def attention_slots(self, window: int) -> int:
-        """Ring-buffer length for an attention layer with this window."""
-        return window if self.max_length is None else min(window, self.max_length)
+    def carried_tokens_since_start(self) -> Optional[Tensor]:
+        """[B]: tokens since the document start of the last token seen, or None before any."""
+        return self.last_tokens_since_start if self.has_history else None
 
-    def check_room(self, window: int, num_tokens: int) -> None:
-        """Fail before a chunk would overwrite keys that are still inside the window."""
-        slots = self.attention_slots(window)
-        if slots < window and self.seen_tokens + num_tokens > slots:
-            raise ValueError(
+    def layer_state(self, layer_number: int, allocate: Callable[[], Any]) -> Any:
+        """The state of one layer, made by `allocate()` the first time the layer asks."""
+        state = self.layers.get(layer_number)
+        if state is None:
+            state = self.layers[layer_number] = allocate()
+        return state
+
+    def check_room(self, num_tokens: int) -> None:
+        """Fail before a chunk would take the cache past max_length tokens."""
+        if self.max_length is not None and self.seen_tokens + num_tokens > self.max_length:
+            raise ConfigError(
                 f"this cache was created with max_length={self.max_length} tokens but would "
                 f"hold {self.seen_tokens + num_tokens}; create it with a larger max_length "
                 "(prompt length + new tokens)."
@@ -86,5 +77,6 @@ class GriffinInferenceCache:
         total = self.last_tokens_since_start.numel() * self.last_tokens_since_start.element_size()
         for state in self.layers.values():
             for tensor in vars(state).values():
-                total += tensor.numel() * tensor.element_size()
+                if isinstance(tensor, Tensor):
+                    total += tensor.numel() * tensor.element_size()
         return total

@@ -1,0 +1,128 @@
+"""The model's forward with a generation cache, through the layers' own modules.
+
+- `forward_with_cache(model, input_ids, position_ids, cache)`: a chunk of T >= 1 tokens per row
+  continuing from `cache` (a prompt, a later part of it, or any continuation), updating it, and
+  returning the logits. Each temporal block runs its `prefill`.
+- `decode_step(model, tokens, position_ids, cache)`: one new token per row, the generation loop's
+  step. Each temporal block runs its `step` (the one-token Conv1D, RG-LRU and ring attention).
+
+Both walk the decoder as TransformerLayer.forward does, calling each layer's own modules: its
+norms, its temporal block, its bias-dropout-add, its MLP (`step` for one token:
+modules/parallel_linear.py), then the final norm and GPTModel's output layer (with the
+soft-cap hook). Nothing of the training forward is re-implemented here;
+the cache reaches the blocks as an explicit argument, never through Megatron's forward.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..sequence import GriffinSequenceParams, build_sequence_params, next_token_params, rotary_frequencies
+from .cache import GriffinInferenceCache
+
+
+def check_generation_model(model) -> None:
+    """The model must hold the whole depth and see whole sequences (no sequence parallelism)."""
+    if not (model.pre_process and model.post_process):
+        raise ConfigError(
+            "generation needs pipeline-parallel size 1 (every rank must hold the whole "
+            "depth); load the checkpoint with pipeline_model_parallel_size=1."
+        )
+    if model.config.sequence_parallel:
+        raise ConfigError(
+            "generation feeds one token per step, which sequence parallelism cannot split; "
+            "build the model with sequence_parallel=False."
+        )
+    if model.config.context_parallel_size > 1:
+        raise ConfigError(
+            "context parallelism is for training on sequences one device cannot hold; generate "
+            "and evaluate with context_parallel_size=1 (the cache carries whole sequences)."
+        )
+
+
+def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequenceParams,
+         cache: GriffinInferenceCache, block_call: Callable, mlp_call: Callable,
+         last_token_only: bool) -> Tensor:
+    config = model.config
+    hidden = model.embedding(input_ids=input_ids, position_ids=position_ids)  # [T, B, D]
+    rotary = None
+    if model.stage_has_attention:
+        rotary_dim = int(config.kv_channels * config.rotary_percent)
+        rotary = rotary_frequencies(seq.positions, rotary_dim, config.rotary_base)
+    batch = input_ids.shape[0]
+    for layer in model.decoder.layers:
+        block = layer.self_attention
+        state = cache.layer_state(
+            layer.layer_number,
+            lambda: block.allocate_inference_cache(batch, cache.max_length, hidden.dtype, hidden.device),
+        )
+        # TransformerLayer.forward's order, with dropout off (the layers' own bias-dropout-add).
+        out = block_call(block, layer.input_layernorm(hidden), state, seq, rotary)
+        hidden = layer.self_attn_bda(False, config.bias_dropout_fusion)(out, hidden, layer.hidden_dropout)
+        out = mlp_call(layer.mlp, layer.pre_mlp_layernorm(hidden))
+        hidden = layer.mlp_bda(False, config.bias_dropout_fusion)(out, hidden, layer.hidden_dropout)
+    hidden = model.decoder.final_layernorm(hidden)
+    if last_token_only:
+        hidden = hidden[-1:]
+    logits, _ = model.output_layer(hidden, weight=model.shared_embedding_or_output_weight())
+    cache.advance(seq.tokens_since_start)
+    return logits.transpose(0, 1)  # [B, T, V(/tp)]
+
+
+def forward_with_cache(
+    model,
+    input_ids: Tensor,
+    position_ids: Optional[Tensor],
+    cache: GriffinInferenceCache,
+    *,
+    last_token_only: bool = False,
+) -> Tensor:
+    """Run a chunk of tokens through a GriffinModel, continuing from `cache` and updating it.
+
+    Args:
+        model: a GriffinModel holding the whole depth (pipeline-parallel size 1), without
+            sequence parallelism; call it under torch.inference_mode() (or no_grad).
+        input_ids: [B, T] token ids, T >= 1, B = cache.batch_size.
+        position_ids: [B, T] positions restarting at 0 where a document starts (None: the chunk
+            continues the cached documents, or starts one when the cache is fresh).
+        cache: a GriffinInferenceCache; a fresh one starts new sequences.
+        last_token_only: return the logits of the chunk's last token only (a long prompt's
+            [B, T, V] logits would dwarf the model).
+
+    Returns:
+        logits [B, T (or 1), V / tp] (the full vocabulary when the model's parallel_output is
+        False), soft-capped as the model's forward returns them. Feeding a sequence in any
+        chunks gives the logits of one uncached forward over it.
+    """
+    check_generation_model(model)
+    batch, length = input_ids.shape
+    if batch != cache.batch_size:
+        raise ConfigError(
+            f"input_ids hold {batch} rows but the cache was made for {cache.batch_size}; create "
+            f"GriffinInferenceCache({batch}) for this batch."
+        )
+    cache.check_room(length)
+    seq = build_sequence_params(length, batch, input_ids.device, position_ids,
+                                carried_tokens_since_start=cache.carried_tokens_since_start())
+    return _run(model, input_ids, position_ids, seq, cache,
+                lambda block, *args: block.prefill(*args), lambda mlp, x: mlp(x), last_token_only)
+
+
+def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInferenceCache) -> Tensor:
+    """One new token per row after the cached ones: tokens, position_ids [B, 1] -> logits
+    [B, 1, V / tp]. The same result as forward_with_cache on a one-token chunk, through each
+    block's one-token `step`; the cache must already hold a prefix (call forward_with_cache
+    first)."""
+    carried = cache.carried_tokens_since_start()
+    if carried is None:
+        raise ConfigError("decode_step continues a cached sequence; run the prompt through "
+                          "forward_with_cache first.")
+    cache.check_room(1)
+    seq = next_token_params(position_ids, carried)
+    return _run(model, tokens, position_ids, seq, cache,
+                lambda block, *args: block.step(*args), lambda mlp, x: mlp.step(x),
+                last_token_only=False)
