@@ -18,9 +18,8 @@ from megatron.core import parallel_state
 from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 from torch import Tensor
 
-from .. import cpu_compat
 from ..errors import ConfigError
-from ..inference_cache import GriffinInferenceCache
+from ..generation import GriffinInferenceCache, forward_with_cache
 
 
 def forward_chunk(model, ids: Tensor, positions: Tensor, cache: Optional[object]) -> Tuple[Tensor, object]:
@@ -32,7 +31,7 @@ def forward_chunk(model, ids: Tensor, positions: Tensor, cache: Optional[object]
     """
     if cache is None:
         cache = GriffinInferenceCache(ids.shape[0], device=ids.device)
-    return model(ids, positions, cache=cache), cache
+    return forward_with_cache(model, ids, positions, cache), cache
 
 
 def unwrap_model(model):
@@ -92,7 +91,7 @@ def chunked_logits(model, ids, positions, chunk_tokens: int,
             chunk_ids = _as_tensor(ids[:, start:end], device)
             chunk_positions = _as_tensor(positions[:, start:end], device)
             # Entered per chunk, not around the loop: the caller runs between yields.
-            with torch.inference_mode(), cpu_compat.paused():
+            with torch.inference_mode():
                 logits, cache = forward_chunk(model, chunk_ids, chunk_positions, cache)
             yield start, logits
     finally:
