@@ -1,7 +1,9 @@
 """`griffin-megatron <command>`: dispatch to one module per subcommand.
 
-User errors (bad arguments, missing files, impossible layouts) print one sentence on stderr and
-exit with status 2; set GRIFFIN_MEGATRON_DEBUG=1 to see the traceback instead.
+User errors (griffin_megatron.errors.UserError: bad arguments, missing files, impossible layouts,
+damaged checkpoints) print one sentence on stderr and exit with status 2; set
+GRIFFIN_MEGATRON_DEBUG=1 to see their traceback too. Any other exception is a bug (ours or a
+dependency's) and keeps its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import importlib
 import os
 import sys
 import warnings
+
+from ..errors import UserError
 
 # subcommand -> module under griffin_megatron.cli providing add_arguments(parser) and run(args)
 COMMANDS = {
@@ -22,7 +26,6 @@ COMMANDS = {
     "generate": ("generate", "continue a text prompt with a checkpoint or HF model"),
 }
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +57,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args._run(args)
-    except USER_ERRORS as error:
+    except UserError as error:
         if os.environ.get("GRIFFIN_MEGATRON_DEBUG") == "1":
             raise
         message = error.args[0] if error.args else str(error)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -13,7 +11,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..checkpoint import atomic_directory
 from ..checkpointing import copy_tokenizer_files
+from ..errors import CheckpointError, InputFileError
 from ..config import GriffinConfig
 from ..state_dict import WEIGHTS_FROM_CHECKPOINT, gather_full_state_dict, load_full_state_dict
 from .hf_mapping import (
@@ -107,18 +107,12 @@ def from_hf(
     return model.eval()
 
 
-def _replace_directory(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-
-
 def check_output_directory(out_dir: Union[str, Path], overwrite: bool = False) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is a file; choose a directory path for the output.")
+        raise InputFileError(f"{out} exists and is a file; choose a directory path for the output.")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
+        raise CheckpointError(
             f"{out} already exists and is not empty; choose a new directory or pass overwrite=True "
             "(--overwrite) to replace it."
         )
@@ -153,17 +147,12 @@ def to_hf(
         state = {k: v.to(dtype) for k, v in state.items()}
     dtype_name = str(next(iter(state.values())).dtype).replace("torch.", "")
     setattr(hf_config, "dtype" if hasattr(hf_config, "dtype") else "torch_dtype", dtype_name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        hf_config.save_pretrained(str(tmp))
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if tokenizer_dir is not None:
-            copy_tokenizer_files(tokenizer_dir, tmp)
-        _replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_directory(out, replace=True) as tmp:
+            hf_config.save_pretrained(str(tmp))
+            save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            if tokenizer_dir is not None:
+                copy_tokenizer_files(tokenizer_dir, tmp)
     finally:
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.barrier()

@@ -15,6 +15,8 @@ from typing import Dict, Iterable, List, Optional
 
 from megatron.core.datasets.blended_megatron_dataset_config import parse_and_normalize_split
 
+from ..errors import ConfigError, InputFileError, MissingDependencyError
+
 LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
 EXPLICIT = "_explicit"  # the set of dests the user gave on the command line
 
@@ -125,6 +127,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     ckpt.add_argument("--save-interval", type=int, default=None,
                       help="steps between checkpoints (default: only at the end)")
     ckpt.add_argument("--no-save", action="store_true", help="write no checkpoint")
+    ckpt.add_argument("--override-opt-param-scheduler", action="store_true",
+                      help="on resume, follow this run's --lr / --min-lr / --lr-warmup-iters / "
+                      "--lr-decay-* / --train-iters / --weight-decay from the checkpoint's step on")
+    ckpt.add_argument("--use-checkpoint-opt-param-scheduler", action="store_true",
+                      help="on resume, keep the checkpoint's learning-rate schedule whatever the "
+                      "options say (without either flag, a different schedule is refused)")
+    ckpt.add_argument("--no-checkpoint-hashes", action="store_true",
+                      help="record and check only each checkpoint file's size, not its SHA-256 "
+                      "(for checkpoints so large that hashing them takes minutes)")
 
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval-interval", type=int, default=1000)
@@ -165,7 +176,7 @@ def apply_config_file(args: argparse.Namespace) -> List[str]:
     for key, value in load_recipe(args.config).items():
         dest = key.replace("-", "_")
         if dest not in args._option_dests:
-            raise ValueError(
+            raise ConfigError(
                 f"{args.config}: key '{key}' is not a `griffin-megatron train` option; remove it "
                 "or use an option name without its leading dashes."
             )
@@ -218,30 +229,30 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
     for dest in positive:
         value = getattr(args, dest)
         if value is None and dest == "train_iters":
-            raise ValueError(
+            raise ConfigError(
                 "--train-iters is required with --data-path: give the number of optimizer steps."
             )
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{_option(dest)}={value!r} must be a positive integer.")
+            raise ConfigError(f"{_option(dest)}={value!r} must be a positive integer.")
     for dest in ("save_interval", "global_batch_size", "lr_decay_iters", "seq_length"):
         value = getattr(args, dest)
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{_option(dest)}={value!r} must be a positive integer.")
+            raise ConfigError(f"{_option(dest)}={value!r} must be a positive integer.")
     if args.lr_warmup_iters < 0:
-        raise ValueError(f"--lr-warmup-iters={args.lr_warmup_iters} must not be negative.")
+        raise ConfigError(f"--lr-warmup-iters={args.lr_warmup_iters} must not be negative.")
     decay_iters = args.lr_decay_iters or args.train_iters
     if args.lr_warmup_iters and args.lr_warmup_iters >= decay_iters:
-        raise ValueError(
+        raise ConfigError(
             f"--lr-warmup-iters={args.lr_warmup_iters} must be below the decay length "
             f"({decay_iters} iterations, --lr-decay-iters or --train-iters); shorten the warmup."
         )
     if args.min_lr > args.lr:
-        raise ValueError(
+        raise ConfigError(
             f"--min-lr={args.min_lr} is above --lr={args.lr}; the schedule decays from lr to min-lr."
         )
     model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
     if world % model_parallel:
-        raise ValueError(
+        raise ConfigError(
             f"{world} processes cannot be split into tensor x pipeline groups of "
             f"{args.tensor_model_parallel_size} x {args.pipeline_model_parallel_size}; launch a "
             "multiple of their product."
@@ -250,7 +261,7 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
     if args.global_batch_size is None:
         args.global_batch_size = args.micro_batch_size * data_parallel
     if args.global_batch_size % (args.micro_batch_size * data_parallel):
-        raise ValueError(
+        raise ConfigError(
             f"--global-batch-size={args.global_batch_size} is not divisible by --micro-batch-size="
             f"{args.micro_batch_size} x data-parallel size {data_parallel}; each step must be a "
             "whole number of micro-batches per data-parallel rank."
@@ -260,19 +271,29 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
     except (ValueError, AssertionError, ZeroDivisionError):
         split = None
     if split is None or len(split) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"--split={args.split!r} must be three non-negative proportions 'train,valid,test' "
             "with a positive sum, e.g. 98,2,0."
         )
+    if split[0] == 0:
+        raise ConfigError(
+            f"--split={args.split!r} gives the training split no documents; give it a positive "
+            "first proportion, e.g. 98,2,0."
+        )
     if args.sequence_parallel and args.tensor_model_parallel_size == 1:
-        raise ValueError("--sequence-parallel needs --tensor-model-parallel-size > 1.")
+        raise ConfigError("--sequence-parallel needs --tensor-model-parallel-size > 1.")
     _check_logging_packages(args)
+    if args.override_opt_param_scheduler and args.use_checkpoint_opt_param_scheduler:
+        raise ConfigError(
+            "--override-opt-param-scheduler and --use-checkpoint-opt-param-scheduler contradict "
+            "each other; pass the one whose schedule the resumed run should follow."
+        )
     if args.finetune and args.load is None:
-        raise ValueError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")
+        raise ConfigError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")
     if args.load is not None and not os.path.exists(os.path.expanduser(args.load)):
         # `--save DIR --load DIR` is how Megatron-LM jobs resume; the first launch has no DIR yet.
         if not same_directory(args.load, args.save):
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"--load {args.load} does not exist; pass a checkpoint or save directory."
             )
 
@@ -286,7 +307,7 @@ def _check_logging_packages(args: argparse.Namespace) -> None:
              ("--wandb-project", args.wandb_project, "wandb", "pip install wandb")]
     for option, value, package, install in needs:
         if value and importlib.util.find_spec(package) is None:
-            raise ImportError(
+            raise MissingDependencyError(
                 f"{option} needs the {package} package, which is not installed; install it with "
                 f"`{install}` or drop {option}."
             )
