@@ -116,7 +116,7 @@ def test_nan_loss_is_reported_and_its_step_skipped(tiny_corpus, tmp_path):
     save = tmp_path / "ckpt"
     done = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "3",
                       "--save", str(save), "--save-interval", "1"], cwd=tmp_path,
-                     env=environment(GRIFFIN_MEGATRON_TEST_NAN_AT_ITERATION="2"))
+                     env=environment(INSTRUMENT_NAN_AT_ITERATION="2"), instrumented=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "iteration 2: lm loss is nan; skipped the optimizer step" in done.stdout
     assert "skipped/nan: 1/1" in done.stdout
