@@ -16,13 +16,15 @@ import torch.nn.functional as F
 from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.utils import init_method_normal
 
+from .errors import ConfigError
+
 RECURRENT = "R"
 ATTENTION = "A"
 LAYER_TYPES = {RECURRENT: "recurrent (RG-LRU)", ATTENTION: "local multi-query attention"}
 RGLRU_BACKENDS = ("auto", "triton", "torch")
 
 
-class GriffinConfigError(ValueError):
+class GriffinConfigError(ConfigError):
     """A user-facing configuration error; its message is one complete sentence."""
 
 

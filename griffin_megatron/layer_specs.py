@@ -35,6 +35,7 @@ from megatron.core.transformer.transformer_layer import (
     get_transformer_layer_offset,
 )
 
+from .errors import ConfigError, MissingDependencyError
 from .config import ATTENTION, RECURRENT, GriffinConfig
 from .modules.conv1d import CausalConv1d
 from .modules.local_attention import BiasFreeColumnParallelLinear, LocalWindowedAttention
@@ -155,12 +156,12 @@ _LAYER_SPECS: Dict[str, Callable[[], Dict[str, ModuleSpec]]] = {
 
 def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}; use 'local' or 'te'.")
+        raise ConfigError(f"backend={backend!r} is not one of {BACKENDS}; use 'local' or 'te'.")
     if backend == "te":
         try:
             import transformer_engine  # noqa: F401
         except ImportError as error:
-            raise ImportError(
+            raise MissingDependencyError(
                 "backend='te' needs NVIDIA Transformer Engine, which is not installed; install "
                 "it on a CUDA machine with `pip install 'griffin-megatron[te]'` or use "
                 "backend='local'."

@@ -29,6 +29,8 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 import yaml
 
+from .errors import InputFileError
+
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
@@ -185,7 +187,7 @@ def recipe_path(name_or_path: Union[str, Path]) -> Path:
         if candidate.is_file():
             return candidate
     known = ", ".join(recipe_names()) or "none found"
-    raise FileNotFoundError(
+    raise InputFileError(
         f"no recipe {str(name_or_path)!r}: give a YAML file path or one of the shipped names "
         f"({known})."
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
+from ..errors import ConfigError, DataError, InputFileError, OutputExistsError
 from .tokenizers import HF_FILE, TextTokenizer, load_tokenizer, train_byte_level_bpe
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -43,7 +44,7 @@ def expand_inputs(patterns: Sequence[str]) -> List[Path]:
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
         matches = [m for m in matches if os.path.isfile(m)]
         if not matches:
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"input {pattern} matches no file; pass existing .jsonl or text files (globs "
                 "such as 'data/*.jsonl' are expanded)."
             )
@@ -63,12 +64,12 @@ def iter_documents(
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise ValueError(
+                    raise DataError(
                         f"{path}:{number} is not valid JSON ({error.msg}); JSON-lines inputs need "
                         "one JSON object per line."
                     ) from None
                 if not isinstance(record, dict) or json_key not in record:
-                    raise ValueError(
+                    raise DataError(
                         f"{path}:{number} has no {json_key!r} field; name the text field with "
                         "--json-key."
                     )
@@ -141,11 +142,11 @@ def _ordered_results(pool, chunks: Iterator[List[str]], window: int):
 def _check_outputs(prefix: Path, overwrite: bool, trained_tokenizer: Optional[Path]) -> None:
     existing = [p for p in dataset_files(prefix) if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{existing[0]} already exists; choose another --output-prefix or pass --overwrite."
         )
     if trained_tokenizer is not None and trained_tokenizer.exists() and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{trained_tokenizer} already exists and preprocess would train a new tokenizer there; "
             f"pass --tokenizer {trained_tokenizer} to reuse it, choose another output directory, "
             "or pass --overwrite."
@@ -173,9 +174,9 @@ def preprocess(
     from tqdm import tqdm
 
     if text_document not in TEXT_DOCUMENT_MODES:
-        raise ValueError(f"text_document={text_document!r} must be one of {TEXT_DOCUMENT_MODES}.")
+        raise ConfigError(f"text_document={text_document!r} must be one of {TEXT_DOCUMENT_MODES}.")
     if workers < 1:
-        raise ValueError(f"--workers={workers} must be at least 1.")
+        raise ConfigError(f"--workers={workers} must be at least 1.")
     files = expand_inputs(inputs)
     prefix = Path(output_prefix).expanduser().absolute()
     trained_path = None if tokenizer else prefix.parent / HF_FILE
@@ -219,7 +220,7 @@ def preprocess(
                 tokens += len(ids)
             bar.update(size)
         if documents == 0:
-            raise ValueError(
+            raise DataError(
                 f"the inputs ({', '.join(map(str, files))}) hold no documents; check the files "
                 "and --json-key."
             )

@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
+from ..errors import DataError, InputFileError
+
 
 HF_FILE = "tokenizer.json"
 HF_CONFIG_FILE = "tokenizer_config.json"
@@ -56,7 +58,7 @@ class TextTokenizer:
         try:
             self._tok = Tokenizer.from_file(str(self.path))
         except Exception as error:
-            raise ValueError(
+            raise DataError(
                 f"{self.path} is not a HuggingFace tokenizers file ({error}); pass a tokenizer.json "
                 "written by `tokenizers`/`transformers`, or a SentencePiece .model."
             ) from None
@@ -75,7 +77,7 @@ class TextTokenizer:
             token_id = self._tok.token_to_id(token)
             if token_id is not None:
                 return token_id
-        raise ValueError(
+        raise DataError(
             f"tokenizer {self.path} has no {what} token (looked for "
             f"{', '.join(([named] if named else []) + list(candidates))}); add one or name it as "
             f"eos_token in {HF_CONFIG_FILE} beside the tokenizer."
@@ -88,14 +90,14 @@ class TextTokenizer:
         try:
             self._tok = sentencepiece.SentencePieceProcessor(model_file=str(self.path))
         except Exception as error:
-            raise ValueError(
+            raise DataError(
                 f"{self.path} is not a SentencePiece model ({error}); pass a tokenizer.model, a "
                 "tokenizer.json, or a directory holding one."
             ) from None
         self.vocab_size = self._tok.get_piece_size()
         self.eod = self._tok.eos_id()
         if self.eod < 0:
-            raise ValueError(
+            raise DataError(
                 f"SentencePiece model {self.path} has no end-of-sentence token; train it with "
                 "eos_id >= 0 so documents can be separated."
             )
@@ -166,12 +168,12 @@ def tokenizer_file(path: Union[str, Path]) -> Path:
         for name in (HF_FILE, SENTENCEPIECE_FILE):
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(
+        raise InputFileError(
             f"tokenizer directory {path} holds neither {HF_FILE} nor {SENTENCEPIECE_FILE}; pass "
             "the tokenizer file itself or a directory saved by HF/SentencePiece."
         )
     if not path.is_file():
-        raise FileNotFoundError(
+        raise InputFileError(
             f"tokenizer {path} does not exist; pass a tokenizer.json, a SentencePiece .model or a "
             "directory holding one (or omit --tokenizer in preprocess to train a byte-level BPE)."
         )

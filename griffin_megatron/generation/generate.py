@@ -21,6 +21,7 @@ from megatron.core import parallel_state
 from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
 from torch import Tensor
 
+from ..errors import ConfigError
 from .. import cpu_compat
 from ..inference_cache import GriffinInferenceCache
 from .decode_step import DecodeStep
@@ -39,12 +40,12 @@ def _unwrap(model):
 def _check_model(model) -> None:
     if parallel_state.model_parallel_is_initialized():
         if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-            raise ValueError(
+            raise ConfigError(
                 "generation needs pipeline-parallel size 1 (every rank must hold the whole "
                 "depth); load the checkpoint with pipeline_model_parallel_size=1."
             )
     if model.config.sequence_parallel:
-        raise ValueError(
+        raise ConfigError(
             "generation feeds one token per step, which sequence parallelism cannot split; "
             "build the model with sequence_parallel=False."
         )
@@ -52,24 +53,24 @@ def _check_model(model) -> None:
 
 def _check_prompts(prompts, vocab_size: int) -> List[List[int]]:
     if isinstance(prompts, Tensor) or not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError(
+        raise ConfigError(
             "prompts must be a non-empty list of token-id lists, e.g. [[2, 651, 6037]]."
         )
     checked = []
     for i, prompt in enumerate(prompts):
         if isinstance(prompt, int):
-            raise ValueError(
+            raise ConfigError(
                 "prompts must be a list of token-id lists; wrap a single prompt as [token_ids]."
             )
         ids = [int(t) for t in prompt]
         if not ids:
-            raise ValueError(
+            raise ConfigError(
                 f"prompt {i} is empty; generation needs at least one token to condition on "
                 "(e.g. the tokenizer's BOS token)."
             )
         bad = [t for t in ids if not 0 <= t < vocab_size]
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"prompt {i} holds token id {bad[0]}, outside the model's vocabulary "
                 f"[0, {vocab_size}); use the tokenizer the model was trained with."
             )
@@ -135,9 +136,9 @@ def stream_generate(
     params = SamplingParams(temperature, top_k, top_p)
     prompts = _check_prompts(prompts, model.config.vocab_size)
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens} must be a positive integer.")
+        raise ConfigError(f"max_new_tokens={max_new_tokens} must be a positive integer.")
     if prefill_chunk_size is not None and prefill_chunk_size < 1:
-        raise ValueError(f"prefill_chunk_size={prefill_chunk_size} must be a positive integer.")
+        raise ConfigError(f"prefill_chunk_size={prefill_chunk_size} must be a positive integer.")
     eos_ids = _eos_set(eos)
 
     device = next(model.parameters()).device

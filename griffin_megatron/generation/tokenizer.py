@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Union
 
+from ..errors import InputFileError
+
 # Names that conventionally end a document, for a bare tokenizer.json that does not say.
 _EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>")
 
@@ -52,7 +54,7 @@ def load_tokenizer(directory: Union[str, Path]) -> Tokenizer:
 
         backend = BareTokenizer.from_file(str(directory / "tokenizer.json"))
         return Tokenizer(backend, _bare_eos(backend), f"tokenizers:{directory}")
-    raise FileNotFoundError(
+    raise InputFileError(
         f"no tokenizer in {directory} (expected tokenizer.json, tokenizer.model or "
         "tokenizer_config.json); copy the tokenizer files there or pass --tokenizer DIR."
     )

@@ -13,8 +13,8 @@ from torch import Tensor
 
 from ..checkpoint import atomic_directory
 from ..checkpointing import copy_tokenizer_files
-from ..errors import CheckpointError, InputFileError
 from ..config import GriffinConfig
+from ..errors import CheckpointError, InputFileError
 from ..state_dict import WEIGHTS_FROM_CHECKPOINT, gather_full_state_dict, load_full_state_dict
 from .hf_mapping import (
     architecture_from_hf_config,
@@ -39,7 +39,7 @@ def _read_weights(directory: Path) -> Dict[str, Tensor]:
     legacy = directory / "pytorch_model.bin"
     if legacy.exists():
         return torch.load(str(legacy), map_location="cpu", weights_only=True)
-    raise FileNotFoundError(
+    raise InputFileError(
         f"no weights in {directory}: expected model.safetensors, a sharded "
         "model.safetensors.index.json or pytorch_model.bin, as `save_pretrained` writes."
     )
@@ -51,17 +51,35 @@ def load_hf_checkpoint(path: Union[str, Path]):
 
     directory = Path(path)
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
+        raise InputFileError(
             f"{directory} is not an HF model directory (no config.json); pass the folder that "
             "`save_pretrained` wrote."
         )
-    hf_config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    try:
+        hf_config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
+        raise InputFileError(
+            f"{directory / 'config.json'} cannot be read as an HF config ({error}); restore the "
+            "file that `save_pretrained` wrote."
+        ) from None
     if getattr(hf_config, "model_type", None) != "recurrent_gemma":
-        raise ValueError(
+        raise CheckpointError(
             f"{directory} holds a {hf_config.model_type!r} model; only RecurrentGemma "
             "(model_type 'recurrent_gemma') converts to Hawk/Griffin."
         )
-    return hf_config, _read_weights(directory)
+    from safetensors import SafetensorError
+
+    try:
+        weights = _read_weights(directory)
+    except InputFileError:
+        raise
+    except (SafetensorError, OSError, RuntimeError, KeyError, json.JSONDecodeError) as error:
+        # (truncated safetensors, a damaged pytorch_model.bin or shard index)
+        raise InputFileError(
+            f"the weights in {directory} cannot be read ({type(error).__name__}: {error}); the "
+            "file is truncated or damaged: copy the model again."
+        ) from None
+    return hf_config, weights
 
 
 def from_hf(

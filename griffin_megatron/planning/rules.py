@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import List, NamedTuple
 
 from ..config import GriffinConfig
+from ..errors import ConfigError
 from .layout import Layout
 
 
-class LayoutError(ValueError):
+class LayoutError(ConfigError):
     """An impossible or non-fitting layout; the message names the violated rule(s)."""
 
 

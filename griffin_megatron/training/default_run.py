@@ -14,6 +14,7 @@ import sysconfig
 from pathlib import Path
 from typing import List, Optional
 
+from ..errors import InputFileError
 from ..checkpoint import atomic_directory
 
 CORPUS_VERSION = 1
@@ -73,7 +74,7 @@ def corpus_dir() -> Path:
 def corpus_files() -> List[str]:
     files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
     if not files:
-        raise FileNotFoundError(
+        raise InputFileError(
             f"found no Python sources under {sysconfig.get_paths()['stdlib']} for the default "
             "run; pass your own data with --data-path (see `griffin-megatron preprocess`)."
         )

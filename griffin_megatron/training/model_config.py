@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from ..errors import ConfigError
 from ..config import GriffinConfig
 from ..presets import preset_architecture
 from ..recipes import ARCHITECTURE_KEYS
@@ -34,13 +35,13 @@ def virtual_pipeline_size(args: argparse.Namespace, num_layers: int) -> Optional
     middle_stages = pp - (first is not None) - (last is not None)
     middle_layers = num_layers - (first or 0) - (last or 0)
     if middle_stages < 1 or middle_layers % middle_stages:
-        raise ValueError(
+        raise ConfigError(
             f"{num_layers} layers with the given first/last stage sizes do not split evenly over "
             f"the remaining {middle_stages} pipeline stages; adjust the stage sizes."
         )
     per_stage = middle_layers // middle_stages
     if per_stage % per_virtual:
-        raise ValueError(
+        raise ConfigError(
             f"--num-layers-per-virtual-pipeline-stage={per_virtual} does not divide the "
             f"{per_stage} layers of a pipeline stage; pick a divisor of {per_stage}."
         )
@@ -81,4 +82,4 @@ def build_model_config(args: argparse.Namespace, vocab_size: int) -> GriffinConf
         return GriffinConfig(**{**architecture, **overrides})
     except AssertionError as error:
         # TransformerConfig checks some combinations with bare asserts; keep their message.
-        raise ValueError(f"the model settings are inconsistent: {error}") from None
+        raise ConfigError(f"the model settings are inconsistent: {error}") from None
