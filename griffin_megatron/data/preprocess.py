@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigError, DataError, InputFileError, OutputExistsError
-from .tokenizers import HF_FILE, TextTokenizer, load_tokenizer, train_byte_level_bpe
+from .tokenizers import HF_CONFIG_FILE, HF_FILE, TextTokenizer, load_tokenizer, train_byte_level_bpe
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TEXT_DOCUMENT_MODES = ("file", "line")
@@ -57,6 +57,35 @@ def iter_documents(
 ) -> Iterator[str]:
     """The documents of one input file."""
     if path.suffix in JSONL_SUFFIXES:
+        yield from _jsonl_documents(path, json_key)
+        return
+    text = _utf8_text(path)
+    if text_document == "file":
+        if text:
+            yield text
+    else:
+        yield from (line for line in text.splitlines(keepends=True) if line.strip())
+
+
+def _not_text(path: Path, why: str) -> DataError:
+    return DataError(
+        f"{path} is not a text file ({why}); preprocess reads UTF-8 JSON lines (.jsonl) or "
+        "UTF-8 text files: leave binary files out of --input."
+    )
+
+
+def _utf8_text(path: Path) -> str:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _not_text(path, f"byte {error.start} is not UTF-8") from None
+    if "\x00" in text:
+        raise _not_text(path, f"it holds a NUL byte at character {text.index(chr(0))}")
+    return text
+
+
+def _jsonl_documents(path: Path, json_key: str) -> Iterator[str]:
+    try:
         with open(path, encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
@@ -74,13 +103,8 @@ def iter_documents(
                         "--json-key."
                     )
                 yield str(record[json_key])
-        return
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if text_document == "file":
-        if text:
-            yield text
-    else:
-        yield from (line for line in text.splitlines(keepends=True) if line.strip())
+    except UnicodeDecodeError as error:
+        raise _not_text(path, f"byte {error.start} of a line is not UTF-8") from None
 
 
 def iter_corpus(files: Sequence[Path], json_key: str, text_document: str) -> Iterator[str]:
@@ -170,9 +194,6 @@ def preprocess(
         is trained on the inputs and saved as `tokenizer.json` beside the dataset.
     progress: show a tqdm bar (default: when stderr is a terminal).
     """
-    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
-    from tqdm import tqdm
-
     if text_document not in TEXT_DOCUMENT_MODES:
         raise ConfigError(f"text_document={text_document!r} must be one of {TEXT_DOCUMENT_MODES}.")
     if workers < 1:
@@ -181,6 +202,8 @@ def preprocess(
     prefix = Path(output_prefix).expanduser().absolute()
     trained_path = None if tokenizer else prefix.parent / HF_FILE
     _check_outputs(prefix, overwrite, trained_path)
+    if next(iter_corpus(files, json_key, text_document), None) is None:
+        raise _no_documents(files)
     prefix.parent.mkdir(parents=True, exist_ok=True)
 
     if tokenizer is None:
@@ -189,6 +212,27 @@ def preprocess(
         )
     else:
         tok = load_tokenizer(tokenizer)
+    try:
+        return _write_dataset(files, prefix, tok, tokenizer, workers, json_key, text_document,
+                              progress)
+    except BaseException:
+        if tokenizer is None:  # the tokenizer trained for data that was never written
+            for name in (HF_FILE, HF_CONFIG_FILE):
+                (prefix.parent / name).unlink(missing_ok=True)
+        raise
+
+
+def _no_documents(files) -> DataError:
+    return DataError(
+        f"the inputs ({', '.join(map(str, files))}) hold no documents; check the files and "
+        "--json-key."
+    )
+
+
+def _write_dataset(files, prefix, tok, tokenizer, workers, json_key, text_document,
+                   progress) -> PreprocessResult:
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+    from tqdm import tqdm
 
     partial_bin = Path(f"{prefix}.bin.partial-{os.getpid()}")
     partial_idx = Path(f"{prefix}.idx.partial-{os.getpid()}")
@@ -220,10 +264,7 @@ def preprocess(
                 tokens += len(ids)
             bar.update(size)
         if documents == 0:
-            raise DataError(
-                f"the inputs ({', '.join(map(str, files))}) hold no documents; check the files "
-                "and --json-key."
-            )
+            raise _no_documents(files)
         builder.finalize(str(partial_idx))
         os.replace(partial_bin, f"{prefix}.bin")
         os.replace(partial_idx, f"{prefix}.idx")

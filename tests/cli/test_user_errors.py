@@ -180,3 +180,26 @@ def test_raise_site_has_its_user_error_type(case, tmp_path):
     assert isinstance(raised.value, builtin) and isinstance(raised.value, errors.UserError)
     text = str(raised.value)
     assert message in text and text.endswith("."), text
+
+
+def test_preprocess_of_empty_input_leaves_nothing_behind(tmp_path):
+    """The next run with good input must not be refused because of a first failed one."""
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(errors.DataError, match="hold no documents"):
+        _preprocess(tmp_path, [str(tmp_path / "empty.jsonl")])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    (tmp_path / "good.jsonl").write_text('{"text": "the cat sat on the mat"}\n' * 20)
+    result = _preprocess(tmp_path, [str(tmp_path / "good.jsonl")])
+    assert result.documents == 20
+
+
+@pytest.mark.parametrize("content, why", [
+    (bytes(range(256)), "is not UTF-8"),
+    (b"text\x00more", "NUL byte"),
+], ids=["not UTF-8", "NUL byte"])
+def test_preprocess_refuses_binary_input(tmp_path, content, why):
+    (tmp_path / "model.bin").write_bytes(content)
+    with pytest.raises(errors.DataError, match=why) as refused:
+        _preprocess(tmp_path, [str(tmp_path / "model.bin")])
+    assert str(refused.value).startswith(f"{tmp_path / 'model.bin'} is not a text file")
+    assert not (tmp_path / "out").exists()
