@@ -74,6 +74,7 @@ def _load_model(args, tensor_parallel: int):
 
 def run(args: argparse.Namespace) -> int:
     from ..generation import generate_text, load_tokenizer
+    from ..generation.sampling import SamplingParams
 
     for i, prompt in enumerate(args.prompt):
         if not prompt.strip():
@@ -82,8 +83,17 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {args.max_new_tokens} must be at least 1.")
+    # Checked before the model loads (SamplingParams raises the sentence).
+    SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    tensor_parallel = args.tensor_parallel_size or world
+    if tensor_parallel > world or world % tensor_parallel:
+        raise ConfigError(
+            f"--tensor-parallel-size {tensor_parallel} needs a multiple of {tensor_parallel} "
+            f"processes but {world} were launched; run it as `torchrun --nproc-per-node "
+            f"{tensor_parallel} -m griffin_megatron generate ...`."
+        )
     tokenizer = load_tokenizer(_tokenizer_dir(args))
-    tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
     model = _load_model(args, tensor_parallel)
 
     import torch.distributed as dist

@@ -37,6 +37,9 @@ class PreprocessResult:
     tokenizer_path: Path
 
 
+MIN_TRAINED_VOCAB = 257
+
+
 def expand_inputs(patterns: Sequence[str]) -> List[Path]:
     """Files named by the user, glob patterns expanded, in a stable order."""
     files: List[Path] = []
@@ -198,8 +201,20 @@ def preprocess(
         raise ConfigError(f"text_document={text_document!r} must be one of {TEXT_DOCUMENT_MODES}.")
     if workers < 1:
         raise ConfigError(f"--workers={workers} must be at least 1.")
+    if tokenizer is None and vocab_size < MIN_TRAINED_VOCAB:
+        raise ConfigError(
+            f"--vocab-size={vocab_size} is too small for the trained byte-level BPE, which needs "
+            f"at least {MIN_TRAINED_VOCAB} tokens (256 bytes and the end-of-document token); "
+            "pass a larger --vocab-size, e.g. 8192."
+        )
     files = expand_inputs(inputs)
     prefix = Path(output_prefix).expanduser().absolute()
+    blocking = next((d for d in prefix.parents if d.exists() and not d.is_dir()), None)
+    if blocking is not None:
+        raise InputFileError(
+            f"--output-prefix {output_prefix} lies under {blocking}, which is a file, not a "
+            "directory; choose an output prefix inside a directory."
+        )
     trained_path = None if tokenizer else prefix.parent / HF_FILE
     _check_outputs(prefix, overwrite, trained_path)
     if next(iter_corpus(files, json_key, text_document), None) is None:

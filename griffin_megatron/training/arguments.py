@@ -157,11 +157,14 @@ def _option(dest: str) -> str:
 
 
 def _data_path_list(value) -> List[str]:
-    """--data-path from the command line (list) or a YAML file (string or list)."""
+    """--data-path from the command line or a YAML list (one item per weight or prefix, kept
+    whole, so a path may hold spaces), or a YAML string ('0.7 web 0.3 code', split on spaces
+    unless the whole string names a dataset)."""
     if value is None:
         return None
-    items = value.split() if isinstance(value, str) else [str(v) for v in value]
-    return [token for item in items for token in str(item).split()]
+    if isinstance(value, str):
+        return [value] if os.path.isfile(f"{value}.bin") else value.split()
+    return [str(item) for item in value]
 
 
 def apply_config_file(args: argparse.Namespace) -> List[str]:

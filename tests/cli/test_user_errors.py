@@ -203,3 +203,37 @@ def test_preprocess_refuses_binary_input(tmp_path, content, why):
         _preprocess(tmp_path, [str(tmp_path / "model.bin")])
     assert str(refused.value).startswith(f"{tmp_path / 'model.bin'} is not a text file")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", [0, -5])
+def test_preprocess_refuses_a_vocabulary_too_small(tmp_path, size):
+    from griffin_megatron.data.preprocess import preprocess
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    with pytest.raises(errors.ConfigError, match=f"--vocab-size={size} is too small"):
+        preprocess([str(tmp_path / "a.jsonl")], tmp_path / "out" / "c", vocab_size=size)
+    assert not (tmp_path / "out").exists()
+
+
+def test_preprocess_refuses_an_output_prefix_under_a_file(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "file").write_text("")
+    from griffin_megatron.data.preprocess import preprocess
+
+    with pytest.raises(errors.InputFileError, match="which is a file, not a directory"):
+        preprocess([str(tmp_path / "a.jsonl")], tmp_path / "file" / "sub" / "corpus")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--temperature", "-1"], "temperature=-1.0 must be >= 0"),
+    (["--top-p", "1.5"], "top_p=1.5 must be in (0, 1]"),
+    (["--tensor-parallel-size", "2"], "needs a multiple of 2 processes but 1 were launched"),
+], ids=["temperature", "top-p", "TP without torchrun"])
+def test_generate_refuses_bad_options_before_loading(tmp_path, capsys, monkeypatch, extra,
+                                                      message):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    status = cli_main.main(["generate", "--load", str(tmp_path / "nothing"), "--prompt", "Once",
+                            *extra])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""  # nothing loaded, no prompt echoed
+    assert captured.err.startswith("griffin-megatron generate: error: ") and message in captured.err
