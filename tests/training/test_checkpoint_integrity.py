@@ -6,7 +6,9 @@ the command line."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 
 import pytest
 
@@ -117,3 +119,38 @@ def test_record_of_a_checkpoint_without_file_list_is_accepted(checkpoint):
     record = json.loads((directory / MODEL_RECORD).read_text())
     del record["files"]
     verify_checkpoint(directory, record)
+
+
+def test_atomic_directories_follow_the_umask(tmp_path):
+    """Not tempfile's 0700: teammates on a shared filesystem can read checkpoints."""
+    from griffin_megatron.checkpoint import atomic_directory
+
+    previous = os.umask(0o002)
+    try:
+        with atomic_directory(tmp_path / "out") as staging:
+            (staging / "weights").write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o775
+    assert stat.S_IMODE((tmp_path / "out" / "weights").stat().st_mode) == 0o664
+
+
+def test_failed_atomic_directory_leaves_nothing(tmp_path):
+    from griffin_megatron.checkpoint import atomic_directory
+
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "out") as staging:
+            (staging / "half").write_bytes(b"x")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_directory_lock_has_one_holder(tmp_path):
+    from griffin_megatron.checkpoint import SaveDirectoryLock, remove_stale_staging
+
+    (tmp_path / ".iter_0000004.partial-abc").mkdir()
+    with SaveDirectoryLock(tmp_path):
+        with pytest.raises(CheckpointError, match=f"pid {os.getpid()} on"):
+            SaveDirectoryLock(tmp_path).acquire()
+        assert remove_stale_staging(tmp_path) == [tmp_path / ".iter_0000004.partial-abc"]
+    SaveDirectoryLock(tmp_path).acquire().release()  # released with its holder
