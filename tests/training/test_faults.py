@@ -190,27 +190,33 @@ def test_kill_9_mid_save_leaves_the_previous_checkpoint(tiny_corpus, tmp_path, r
 
 
 def test_a_second_run_on_the_same_save_directory_is_refused(tiny_corpus, tmp_path, reference):
+    """The first run holds the directory (paused in its first save, so that it is surely alive
+    while the second starts); after it is killed, its lock is gone with it and the next run
+    starts at once, clearing the staging directory it left."""
     save = tmp_path / "ckpt"
-    first = _start(train_command(_args(tiny_corpus, save)), tmp_path)
-    output = []
+    command = train_command(_args(tiny_corpus, save, "--save-interval", "2"), instrumented=True)
+    first = _start(command, tmp_path, env=environment(**{PAUSE_IN_SAVE: "2"}))
     try:
-        _read_until(first, "iteration        1/", output)
+        deadline = time.time() + 240
+        while not (save / PAUSED_MARKER).exists():
+            assert first.poll() is None, first.stderr.read()[-3000:]
+            assert time.time() < deadline, "the first run did not reach its save"
+            time.sleep(0.2)
         second = run_train(_args(tiny_corpus, save), cwd=tmp_path)
-        assert first.poll() is None, "the first run ended before the second was refused"
-        assert second.returncode == 2, second.stderr[-3000:]
-        error = second.stderr.strip().splitlines()[-1]
-        assert error == (f"griffin-megatron train: error: --save {save} is being written by "
-                         f"another run (pid {first.pid} on {os.uname().nodename}); wait for that "
-                         "run to end, or pass another --save directory."), error
-        assert "Traceback" not in second.stderr
-        rest, errors = first.communicate(timeout=240)
+        assert first.poll() is None
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait()
-    assert first.returncode == 0, errors[-3000:]
-    assert losses("".join(output) + rest) == reference  # the refused run disturbed nothing
-    # The lock died with its holder: the next run resumes from the directory at once.
-    again = run_train(_args(tiny_corpus, save, "--train-iters", str(ITERATIONS + 1),
-                            "--override-opt-param-scheduler"), cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    assert second.returncode == 2, second.stderr[-3000:]
+    error = second.stderr.strip().splitlines()[-1]
+    assert error == (f"griffin-megatron train: error: --save {save} is being written by "
+                     f"another run (pid {first.pid} on {os.uname().nodename}); wait for that "
+                     "run to end, or pass another --save directory."), error
+    assert "Traceback" not in second.stderr
+    _assert_no_leftovers(first.pid)
+    (save / PAUSED_MARKER).unlink()
+    assert staging_directories(save)
+    third = run_train(_args(tiny_corpus, save), cwd=tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert losses(third.stdout) == reference
+    assert not staging_directories(save)
