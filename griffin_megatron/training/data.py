@@ -26,6 +26,8 @@ from ..data.preprocess import read_meta
 from ..data.tokenizers import TextTokenizer, load_tokenizer
 from ..errors import DataError, InputFileError
 
+# The first bytes of every Megatron .idx file (megatron.core.datasets.indexed_dataset).
+INDEX_HEADER = b"MMIDIDX\x00\x00"
 # Tokens read per dataset when checking that its ids fit the tokenizer's vocabulary.
 VOCAB_CHECK_TOKENS = 1 << 26
 
@@ -114,6 +116,17 @@ def open_indexed_dataset(prefix: str):
     """Megatron's IndexedDataset of `prefix`, or one sentence if its files are damaged."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
+    def unreadable(why: str) -> DataError:
+        return DataError(
+            f"dataset {prefix} cannot be read ({why}): {prefix}.idx or {prefix}.bin is damaged "
+            "or not a Megatron indexed dataset; run `griffin-megatron preprocess` again."
+        )
+
+    # A bad header is checked here: IndexedDataset would leave a half-built object whose
+    # __del__ prints its own AttributeError at exit.
+    with open(f"{prefix}.idx", "rb") as index:
+        if index.read(len(INDEX_HEADER)) != INDEX_HEADER:
+            raise unreadable(f"{prefix}.idx does not start with Megatron's index header")
     try:
         dataset = IndexedDataset(prefix, mmap=True)
         if dataset.sequence_lengths.size:
@@ -122,11 +135,7 @@ def open_indexed_dataset(prefix: str):
             if last > Path(f"{prefix}.bin").stat().st_size:
                 raise ValueError(f"{prefix}.bin is shorter than its index says")
     except (AssertionError, ValueError, OSError, struct.error, IndexError) as error:
-        raise DataError(
-            f"dataset {prefix} cannot be read ({error or type(error).__name__}): {prefix}.idx or "
-            f"{prefix}.bin is damaged or not a Megatron indexed dataset; run `griffin-megatron "
-            "preprocess` again."
-        ) from None
+        raise unreadable(str(error) or type(error).__name__) from None
     return dataset
 
 
