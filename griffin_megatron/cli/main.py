@@ -63,6 +63,10 @@ def main(argv=None) -> int:
         message = error.args[0] if error.args else str(error)
         print(f"griffin-megatron {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Training handles SIGINT itself (saves, exits 0); this is Ctrl-C anywhere else.
+        print(f"griffin-megatron {args.command}: interrupted.", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

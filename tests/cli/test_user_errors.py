@@ -237,3 +237,8 @@ def test_generate_refuses_bad_options_before_loading(tmp_path, capsys, monkeypat
     captured = capsys.readouterr()
     assert status == 2 and captured.out == ""  # nothing loaded, no prompt echoed
     assert captured.err.startswith("griffin-megatron generate: error: ") and message in captured.err
+
+
+def test_ctrl_c_outside_training_is_one_line_and_status_130(monkeypatch, capsys):
+    assert _run_with(monkeypatch, KeyboardInterrupt()) == 130
+    assert capsys.readouterr().err == "griffin-megatron info: interrupted.\n"
