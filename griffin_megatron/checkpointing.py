@@ -25,7 +25,7 @@ from megatron.core.utils import unwrap_model
 from .checkpoint import check_files, describe_files, in_process_writes
 from .checkpoint.atomic import publish, staging_directory
 from .config import GriffinConfig
-from .errors import CheckpointError, InputFileError
+from .errors import CheckpointError, InputFileError, OutputExistsError
 
 MODEL_RECORD = "griffin_model.json"
 LATEST_FILE = "latest_checkpointed_iteration.txt"
@@ -210,7 +210,7 @@ def check_writable(directory: Union[str, Path], overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out} is a file; pass a directory path to write the checkpoint to.")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise CheckpointError(
+        raise OutputExistsError(
             f"{out} already exists and is not empty; choose a new directory or allow "
             "overwriting (--overwrite)."
         )

@@ -14,7 +14,7 @@ from torch import Tensor
 from ..checkpoint import atomic_directory
 from ..checkpointing import copy_tokenizer_files
 from ..config import GriffinConfig
-from ..errors import CheckpointError, InputFileError
+from ..errors import CheckpointError, InputFileError, OutputExistsError
 from ..state_dict import WEIGHTS_FROM_CHECKPOINT, gather_full_state_dict, load_full_state_dict
 from .hf_mapping import (
     architecture_from_hf_config,
@@ -130,7 +130,7 @@ def check_output_directory(out_dir: Union[str, Path], overwrite: bool = False) -
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out} exists and is a file; choose a directory path for the output.")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise CheckpointError(
+        raise OutputExistsError(
             f"{out} already exists and is not empty; choose a new directory or pass overwrite=True "
             "(--overwrite) to replace it."
         )

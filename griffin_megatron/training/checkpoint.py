@@ -26,7 +26,7 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 from ..checkpoint import SaveDirectoryLock, remove_stale_staging
 from ..checkpointing import LATEST_FILE, MODEL_RECORD, read_model_record, resolve_checkpoint_dir
-from ..errors import CheckpointError, InputFileError
+from ..errors import CheckpointError, InputFileError, OutputExistsError
 from .arguments import same_directory
 
 RNG_KEY = "rng_state"
@@ -98,7 +98,7 @@ def check_save_directory(args: argparse.Namespace) -> None:
     held = sorted(save.glob("iter_*")) + sorted(save.glob(LATEST_FILE)) if save.is_dir() else []
     resuming = same_directory(args.load, args.save)
     if held and not resuming:
-        raise CheckpointError(
+        raise OutputExistsError(
             f"--save {save} already holds checkpoints ({held[-1].name}); pass --load {save} to "
             "resume that run, or choose a new --save directory."
         )

@@ -141,7 +141,27 @@ def _output_exists(tmp_path):
     return _preprocess(tmp_path, [str(tmp_path / "a.jsonl")])
 
 
+def _hf_output_exists(tmp_path):
+    from griffin_megatron.interop.hf import check_output_directory
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "config.json").write_text("{}")
+    return check_output_directory(tmp_path / "out")
+
+
+def _checkpoint_output_exists(tmp_path):
+    from griffin_megatron.checkpointing import check_writable
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "common.pt").write_bytes(b"")
+    return check_writable(tmp_path / "out", overwrite=False)
+
+
 RAISE_SITES = {
+    "HF output exists": (_hf_output_exists, errors.OutputExistsError, FileExistsError,
+                         "already exists and is not empty"),
+    "checkpoint output exists": (_checkpoint_output_exists, errors.OutputExistsError,
+                                 FileExistsError, "already exists and is not empty"),
     "preprocess: no input": (lambda t: _preprocess(t, [str(t / "none.jsonl")]),
                              errors.InputFileError, FileNotFoundError, "matches no file"),
     "preprocess: bad JSON": (_bad_json, errors.DataError, ValueError, "is not valid JSON"),
