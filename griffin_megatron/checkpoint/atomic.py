@@ -1,4 +1,4 @@
-"""A directory that appears complete or not at all: written under `.<name>.partial-XXXX` beside
+"""A directory that appears complete or not at all: written under `.<name>.partial-<random>` beside
 its final place, then renamed into it. `tempfile.mkdtemp` creates 0700 directories; they are
 opened up to what the user's umask allows, so teammates on a shared filesystem can read them."""
 
