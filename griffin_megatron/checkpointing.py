@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -24,10 +23,14 @@ from megatron.core import dist_checkpointing
 from megatron.core.utils import unwrap_model
 
 from . import compat
+from .checkpoint import check_files, describe_files, in_process_writes
+from .checkpoint.atomic import publish, staging_directory
 from .config import GriffinConfig
+from .errors import CheckpointError, InputFileError, OutputExistsError
 
 MODEL_RECORD = "griffin_model.json"
 LATEST_FILE = "latest_checkpointed_iteration.txt"
+FILES_KEY = "files"  # {file name: {"size", "sha256"}} of every other file of the checkpoint
 FORMAT_VERSION = 1
 
 ARCHITECTURE_FIELDS = (
@@ -71,11 +74,23 @@ def model_record(config: GriffinConfig, backend: str, **extra) -> dict:
 def read_model_record(directory: Union[str, Path]) -> dict:
     path = Path(directory) / MODEL_RECORD
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"{directory} is not a griffin-megatron checkpoint (no {MODEL_RECORD}); pass a "
             "directory written by `griffin-megatron train --save` or `convert hf-to-mcore`."
         )
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"checkpoint record {path} is damaged ({error}); copy the checkpoint again, or load "
+            "an earlier iteration (--load <save>/iter_NNNNNNN)."
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("architecture"), dict):
+        raise CheckpointError(
+            f"checkpoint record {path} has no architecture; it is damaged or was not written by "
+            "griffin-megatron: copy the checkpoint again, or load another one."
+        )
+    return record
 
 
 def config_from_record(record: dict, **overrides) -> GriffinConfig:
@@ -92,14 +107,23 @@ def resolve_checkpoint_dir(path: Union[str, Path]) -> Path:
     """A save directory with a `latest` pointer resolves to its newest complete iteration."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+        raise InputFileError(
+            f"checkpoint {path} does not exist; pass a directory written by `griffin-megatron "
+            "train --save` (or one of its iter_* directories) or by `convert hf-to-mcore`."
+        )
     latest = path / LATEST_FILE
     if latest.is_file():
-        iteration = latest.read_text().strip()
-        resolved = iteration_dir(path, int(iteration))
+        text = latest.read_bytes().decode(errors="replace").strip()
+        if not text.isdigit():
+            raise CheckpointError(
+                f"{latest} holds {text[:40]!r}, not an iteration number; write the number of a "
+                f"complete iter_* directory into it, or pass --load {path}/iter_NNNNNNN."
+            )
+        resolved = iteration_dir(path, int(text))
         if not resolved.is_dir():
-            raise FileNotFoundError(
-                f"{latest} points at iteration {iteration} but {resolved} is missing."
+            raise CheckpointError(
+                f"{latest} points at iteration {text} but {resolved} is missing; write the number "
+                f"of a complete iter_* directory into it, or pass --load {path}/iter_NNNNNNN."
             )
         return resolved
     return path
@@ -142,12 +166,17 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _broadcast_path(path: Optional[Path]) -> Path:
+def _broadcast_object(value):
+    """Rank 0's value on every rank."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return path
-    holder = [str(path) if path is not None else None]
+        return value
+    holder = [value]
     dist.broadcast_object_list(holder, src=0)
-    return Path(holder[0])
+    return holder[0]
+
+
+def _broadcast_path(path: Optional[Path]) -> Path:
+    return Path(_broadcast_object(str(path) if path is not None else None))
 
 
 def _as_list(model_chunks) -> list:
@@ -179,8 +208,10 @@ def model_sharded_state_dict(model_chunks: Sequence, metadata: Optional[dict] = 
 
 def check_writable(directory: Union[str, Path], overwrite: bool) -> None:
     out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out} is a file; pass a directory path to write the checkpoint to.")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{out} already exists and is not empty; choose a new directory or allow "
             "overwriting (--overwrite)."
         )
@@ -193,41 +224,41 @@ def save_sharded_atomically(
     *,
     overwrite: bool = False,
     tokenizer_dir: Optional[Union[str, Path]] = None,
-    after_write: Optional[Callable[[Path], None]] = None,
+    hashes: bool = True,
 ) -> Path:
     """dist_checkpointing.save into a fresh sibling directory, then rename it into place once
     every rank has finished, so an interrupted save never leaves a half-written `directory`.
-    All ranks call this; rank 0 writes the model record (and tokenizer files).
-
-    after_write(staging): called on every rank once all shards are written, before the rename
-    (tests use it to interrupt a save at its most delicate point)."""
+    All ranks call this; rank 0 writes the model record (and tokenizer files). The record lists
+    every file with its size and SHA-256 (sizes only with hashes=False), checked on load."""
     out = Path(directory)
     check_writable(out, overwrite)  # on every rank, so that all of them stop together
-    if _rank() == 0:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    else:
-        staging = None
-    staging = _broadcast_path(staging)
+    staging = _broadcast_path(staging_directory(out) if _rank() == 0 else None)
     try:
-        with compat.cuda_requests_on_cpu():
+        with compat.cuda_requests_on_cpu(), in_process_writes():
             dist_checkpointing.save(sharded_state_dict, str(staging))
         _barrier()
-        if after_write is not None:
-            after_write(staging)
+        if _rank() == 0 and tokenizer_dir is not None:
+            copy_tokenizer_files(tokenizer_dir, staging)
+        names = _broadcast_object(sorted(p.name for p in staging.iterdir() if p.is_file())
+                                  if _rank() == 0 else None)
+        files = describe_files(staging, names, hashes=hashes)
         if _rank() == 0:
-            (staging / MODEL_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-            if tokenizer_dir is not None:
-                copy_tokenizer_files(tokenizer_dir, staging)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(staging, out)
+            (staging / MODEL_RECORD).write_text(
+                json.dumps({**record, FILES_KEY: files}, indent=2) + "\n")
+            publish(staging, out, replace=True)
         _barrier()
     except BaseException:
         if _rank() == 0:
             shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def verify_checkpoint(directory: Union[str, Path], record: dict, hashes: bool = True) -> None:
+    """Refuse a checkpoint whose files differ from what its record says was written
+    (checkpoints written before records listed their files are taken as they are)."""
+    if FILES_KEY in record:
+        check_files(directory, record[FILES_KEY], hashes=hashes)
 
 
 EXTRA_STATE = "_extra_state"
@@ -253,13 +284,14 @@ def save_model_checkpoint(
     overwrite: bool = False,
     extra_record: Optional[dict] = None,
     tokenizer_dir: Optional[Union[str, Path]] = None,
+    hashes: bool = True,
 ) -> Path:
     """Save the model's weights as a distributed checkpoint (all ranks call this); atomic."""
     chunks = _as_list(model_chunks)
     record = model_record(unwrap_model(chunks[0]).config, backend, **(extra_record or {}))
     return save_sharded_atomically(
         model_sharded_state_dict(chunks), directory, record,
-        overwrite=overwrite, tokenizer_dir=tokenizer_dir,
+        overwrite=overwrite, tokenizer_dir=tokenizer_dir, hashes=hashes,
     )
 
 
@@ -274,7 +306,7 @@ def check_architecture(directory: Union[str, Path], config: GriffinConfig) -> di
     }
     if mismatched:
         name, (saved, wanted) = next(iter(mismatched.items()))
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {directory} holds another architecture ({name}={saved!r}, the model has "
             f"{wanted!r}); build the model from the checkpoint's record or pick the matching "
             "checkpoint."
@@ -293,13 +325,15 @@ def load_model_state(model_chunks, loaded: dict) -> None:
 
 
 def load_model_checkpoint(
-    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]], directory: Union[str, Path]
+    model_chunks: Union[torch.nn.Module, List[torch.nn.Module]], directory: Union[str, Path],
+    verify_hashes: bool = True,
 ) -> None:
     """Load weights saved at any parallel layout into this layout's model chunks (in place).
     Reads model-only checkpoints and full training checkpoints alike."""
     chunks = _as_list(model_chunks)
     directory = resolve_checkpoint_dir(directory)
     record = check_architecture(directory, unwrap_model(chunks[0]).config)
+    verify_checkpoint(directory, record, hashes=verify_hashes)
     request = model_sharded_state_dict(chunks)
     # Both backends save their weights under the same keys (layer_specs.FUSED_NORM_CHECKPOINT_KEYS
     # maps TE's fused norm weights); only TE's FP8 state has no counterpart.

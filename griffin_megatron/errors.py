@@ -33,3 +33,7 @@ class DataError(UserError, ValueError):
 
 class MissingDependencyError(UserError, ImportError):
     """An optional package is needed; the message names it and the extra that installs it."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """An output path already holds something that the command would overwrite."""

@@ -35,6 +35,7 @@ from megatron.core.transformer.transformer_layer import (
 )
 
 from .compat.specs import mlp_slot
+from .errors import ConfigError, MissingDependencyError
 from .config import ATTENTION, RECURRENT, GriffinConfig
 from .modules.attention_block import GriffinSelfAttention
 from .modules.conv1d import CausalConv1d
@@ -168,12 +169,12 @@ _LAYER_SPECS: Dict[str, Callable[[int], Dict[str, ModuleSpec]]] = {
 
 def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}; use 'local' or 'te'.")
+        raise ConfigError(f"backend={backend!r} is not one of {BACKENDS}; use 'local' or 'te'.")
     if backend == "te":
         try:
             import transformer_engine  # noqa: F401
         except ImportError as error:
-            raise ImportError(
+            raise MissingDependencyError(
                 "backend='te' needs NVIDIA Transformer Engine, which is not installed; install "
                 "it on a CUDA machine with `pip install 'griffin-megatron[te]'` or use "
                 "backend='local'."

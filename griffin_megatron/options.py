@@ -147,6 +147,15 @@ OPTIONS: Tuple[Option, ...] = (
     Option("save-interval", CHECKPOINTS, int, None,
            "steps between checkpoints (default: only at the end)", minimum=1),
     Option("no-save", CHECKPOINTS, bool, False, "write no checkpoint (ours)"),
+    Option("override-opt-param-scheduler", CHECKPOINTS, bool, False,
+           "on resume, follow this run's --lr / --min-lr / --lr-warmup-iters / --lr-decay-* / "
+           "--train-iters / --weight-decay from the checkpoint's step on"),
+    Option("use-checkpoint-opt-param-scheduler", CHECKPOINTS, bool, False,
+           "on resume, keep the checkpoint's learning-rate schedule whatever the options say "
+           "(without either flag, a different schedule is refused)"),
+    Option("no-checkpoint-hashes", CHECKPOINTS, bool, False,
+           "record and check only each checkpoint file's size, not its SHA-256 (for checkpoints "
+           "so large that hashing them takes minutes) (ours)"),
     # evaluation
     Option("eval-interval", EVALUATION, int, 1000, "steps between validation runs", minimum=1),
     Option("eval-iters", EVALUATION, int, 10, "validation steps per run", minimum=1),

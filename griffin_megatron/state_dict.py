@@ -16,6 +16,7 @@ from megatron.core import parallel_state
 from megatron.core.utils import unwrap_model
 from torch import Tensor
 
+from .errors import CheckpointError, ConfigError
 from .layer_specs import FUSED_NORM_CHECKPOINT_KEYS
 
 def _leave_as_allocated(tensor: Tensor) -> Tensor:
@@ -98,14 +99,14 @@ def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
                 continue
             shard = _split(full_state[key], param, rank, size)
             if shard.shape != param.shape:
-                raise ValueError(
+                raise CheckpointError(
                     f"{key}: checkpoint tensor {tuple(full_state[key].shape)} does not fit "
                     f"parameter {tuple(param.shape)} at tensor-parallel size {size}; the "
                     "checkpoint was made for another architecture."
                 )
             param.copy_(shard.to(param.dtype))
     if missing:
-        raise ValueError(
+        raise CheckpointError(
             f"the checkpoint lacks {len(missing)} of the model's tensors (first: {missing[0]}); "
             "it was made for another architecture."
         )
@@ -136,7 +137,7 @@ def gather_full_state_dict(model) -> Dict[str, Tensor]:
     under the local backend's names whichever backend the model was built with."""
     if parallel_state.model_parallel_is_initialized():
         if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-            raise ValueError(
+            raise ConfigError(
                 "gathering a full state dict needs pipeline-parallel size 1; save a distributed "
                 "checkpoint and convert it with `griffin-megatron convert mcore-to-hf` instead."
             )

@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+from ..errors import ConfigError, InputFileError
+
 DTYPES = ("fp32", "bf16")
 
 
@@ -44,7 +46,7 @@ def _tokenizer_dir(args):
     model_dir = resolve_checkpoint_dir(args.load) if args.load else args.hf_dir
     found = find_tokenizer_dir(model_dir)
     if found is None:
-        raise FileNotFoundError(
+        raise InputFileError(
             f"no tokenizer found beside {model_dir} (tokenizer.json, tokenizer.model or "
             "tokenizer_config.json); pass --tokenizer DIR."
         )
@@ -72,16 +74,26 @@ def _load_model(args, tensor_parallel: int):
 
 def run(args: argparse.Namespace) -> int:
     from ..generation import generate_text, load_generation_tokenizer
+    from ..generation.sampling import SamplingParams
 
     for i, prompt in enumerate(args.prompt):
         if not prompt.strip():
-            raise ValueError(
+            raise ConfigError(
                 f"prompt {i + 1} is empty; give some text to continue, e.g. --prompt \"Once upon a time\"."
             )
     if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens {args.max_new_tokens} must be at least 1.")
+        raise ConfigError(f"--max-new-tokens {args.max_new_tokens} must be at least 1.")
+    # Checked before the model loads (SamplingParams raises the sentence).
+    SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    tensor_parallel = args.tensor_parallel_size or world
+    if tensor_parallel > world or world % tensor_parallel:
+        raise ConfigError(
+            f"--tensor-parallel-size {tensor_parallel} needs a multiple of {tensor_parallel} "
+            f"processes but {world} were launched; run it as `torchrun --nproc-per-node "
+            f"{tensor_parallel} -m griffin_megatron generate ...`."
+        )
     tokenizer = load_generation_tokenizer(_tokenizer_dir(args))
-    tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
     model = _load_model(args, tensor_parallel)
 
     import torch.distributed as dist

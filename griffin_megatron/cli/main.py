@@ -1,7 +1,9 @@
 """`griffin-megatron <command>`: dispatch to one module per subcommand.
 
-User errors (bad arguments, missing files, impossible layouts) print one sentence on stderr and
-exit with status 2; set GRIFFIN_MEGATRON_DEBUG=1 to see the traceback instead.
+User errors (griffin_megatron.errors.UserError: bad arguments, missing files, impossible layouts,
+damaged checkpoints) print one sentence on stderr and exit with status 2; set
+GRIFFIN_MEGATRON_DEBUG=1 to see their traceback too. Any other exception is a bug (ours or a
+dependency's) and keeps its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import warnings
 
 from .. import compat
+from ..errors import UserError
 
 # subcommand -> module under griffin_megatron.cli providing add_arguments(parser) and run(args)
 COMMANDS = {
@@ -26,7 +29,6 @@ COMMANDS = {
     "lm-eval": ("lm_evaluation", "lm-evaluation-harness tasks on a checkpoint (the eval extra)"),
 }
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,12 +61,16 @@ def main(argv=None) -> int:
     compat.install()
     try:
         result = args._run(args)
-    except USER_ERRORS as error:
+    except UserError as error:
         if os.environ.get("GRIFFIN_MEGATRON_DEBUG") == "1":
             raise
         message = error.args[0] if error.args else str(error)
         print(f"griffin-megatron {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Training handles SIGINT itself (saves, exits 0); this is Ctrl-C anywhere else.
+        print(f"griffin-megatron {args.command}: interrupted.", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

@@ -11,6 +11,8 @@ import argparse
 
 import yaml
 
+from ..errors import ConfigError
+
 GiB = 2**30
 
 
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     reserve = DEFAULT_RESERVE if args.reserve is None else args.reserve
     if not 0 <= reserve < 1:
-        raise ValueError(f"--reserve={reserve} must be a fraction in [0, 1).")
+        raise ConfigError(f"--reserve={reserve} must be a fraction in [0, 1).")
     plan = make_plan(
         args.recipe,
         gpus=args.gpus,

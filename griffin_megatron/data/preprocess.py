@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
-from .tokenizers import HF_FILE, TextTokenizer, load_tokenizer, train_byte_level_bpe
+from ..errors import ConfigError, DataError, InputFileError, OutputExistsError
+from .tokenizers import HF_CONFIG_FILE, HF_FILE, TextTokenizer, load_tokenizer, train_byte_level_bpe
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 TEXT_DOCUMENT_MODES = ("file", "line")
@@ -36,6 +37,9 @@ class PreprocessResult:
     tokenizer_path: Path
 
 
+MIN_TRAINED_VOCAB = 257
+
+
 def expand_inputs(patterns: Sequence[str]) -> List[Path]:
     """Files named by the user, glob patterns expanded, in a stable order."""
     files: List[Path] = []
@@ -43,7 +47,7 @@ def expand_inputs(patterns: Sequence[str]) -> List[Path]:
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
         matches = [m for m in matches if os.path.isfile(m)]
         if not matches:
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"input {pattern} matches no file; pass existing .jsonl or text files (globs "
                 "such as 'data/*.jsonl' are expanded)."
             )
@@ -56,6 +60,35 @@ def iter_documents(
 ) -> Iterator[str]:
     """The documents of one input file."""
     if path.suffix in JSONL_SUFFIXES:
+        yield from _jsonl_documents(path, json_key)
+        return
+    text = _utf8_text(path)
+    if text_document == "file":
+        if text:
+            yield text
+    else:
+        yield from (line for line in text.splitlines(keepends=True) if line.strip())
+
+
+def _not_text(path: Path, why: str) -> DataError:
+    return DataError(
+        f"{path} is not a text file ({why}); preprocess reads UTF-8 JSON lines (.jsonl) or "
+        "UTF-8 text files: leave binary files out of --input."
+    )
+
+
+def _utf8_text(path: Path) -> str:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _not_text(path, f"byte {error.start} is not UTF-8") from None
+    if "\x00" in text:
+        raise _not_text(path, f"it holds a NUL byte at character {text.index(chr(0))}")
+    return text
+
+
+def _jsonl_documents(path: Path, json_key: str) -> Iterator[str]:
+    try:
         with open(path, encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
@@ -63,23 +96,18 @@ def iter_documents(
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise ValueError(
+                    raise DataError(
                         f"{path}:{number} is not valid JSON ({error.msg}); JSON-lines inputs need "
                         "one JSON object per line."
                     ) from None
                 if not isinstance(record, dict) or json_key not in record:
-                    raise ValueError(
+                    raise DataError(
                         f"{path}:{number} has no {json_key!r} field; name the text field with "
                         "--json-key."
                     )
                 yield str(record[json_key])
-        return
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if text_document == "file":
-        if text:
-            yield text
-    else:
-        yield from (line for line in text.splitlines(keepends=True) if line.strip())
+    except UnicodeDecodeError as error:
+        raise _not_text(path, f"byte {error.start} of a line is not UTF-8") from None
 
 
 def iter_corpus(files: Sequence[Path], json_key: str, text_document: str) -> Iterator[str]:
@@ -141,11 +169,11 @@ def _ordered_results(pool, chunks: Iterator[List[str]], window: int):
 def _check_outputs(prefix: Path, overwrite: bool, trained_tokenizer: Optional[Path]) -> None:
     existing = [p for p in dataset_files(prefix) if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{existing[0]} already exists; choose another --output-prefix or pass --overwrite."
         )
     if trained_tokenizer is not None and trained_tokenizer.exists() and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{trained_tokenizer} already exists and preprocess would train a new tokenizer there; "
             f"pass --tokenizer {trained_tokenizer} to reuse it, choose another output directory, "
             "or pass --overwrite."
@@ -169,17 +197,28 @@ def preprocess(
         is trained on the inputs and saved as `tokenizer.json` beside the dataset.
     progress: show a tqdm bar (default: when stderr is a terminal).
     """
-    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
-    from tqdm import tqdm
-
     if text_document not in TEXT_DOCUMENT_MODES:
-        raise ValueError(f"text_document={text_document!r} must be one of {TEXT_DOCUMENT_MODES}.")
+        raise ConfigError(f"text_document={text_document!r} must be one of {TEXT_DOCUMENT_MODES}.")
     if workers < 1:
-        raise ValueError(f"--workers={workers} must be at least 1.")
+        raise ConfigError(f"--workers={workers} must be at least 1.")
+    if tokenizer is None and vocab_size < MIN_TRAINED_VOCAB:
+        raise ConfigError(
+            f"--vocab-size={vocab_size} is too small for the trained byte-level BPE, which needs "
+            f"at least {MIN_TRAINED_VOCAB} tokens (256 bytes and the end-of-document token); "
+            "pass a larger --vocab-size, e.g. 8192."
+        )
     files = expand_inputs(inputs)
     prefix = Path(output_prefix).expanduser().absolute()
+    blocking = next((d for d in prefix.parents if d.exists() and not d.is_dir()), None)
+    if blocking is not None:
+        raise InputFileError(
+            f"--output-prefix {output_prefix} lies under {blocking}, which is a file, not a "
+            "directory; choose an output prefix inside a directory."
+        )
     trained_path = None if tokenizer else prefix.parent / HF_FILE
     _check_outputs(prefix, overwrite, trained_path)
+    if next(iter_corpus(files, json_key, text_document), None) is None:
+        raise _no_documents(files)
     prefix.parent.mkdir(parents=True, exist_ok=True)
 
     if tokenizer is None:
@@ -188,6 +227,27 @@ def preprocess(
         )
     else:
         tok = load_tokenizer(tokenizer)
+    try:
+        return _write_dataset(files, prefix, tok, tokenizer, workers, json_key, text_document,
+                              progress)
+    except BaseException:
+        if tokenizer is None:  # the tokenizer trained for data that was never written
+            for name in (HF_FILE, HF_CONFIG_FILE):
+                (prefix.parent / name).unlink(missing_ok=True)
+        raise
+
+
+def _no_documents(files) -> DataError:
+    return DataError(
+        f"the inputs ({', '.join(map(str, files))}) hold no documents; check the files and "
+        "--json-key."
+    )
+
+
+def _write_dataset(files, prefix, tok, tokenizer, workers, json_key, text_document,
+                   progress) -> PreprocessResult:
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+    from tqdm import tqdm
 
     partial_bin = Path(f"{prefix}.bin.partial-{os.getpid()}")
     partial_idx = Path(f"{prefix}.idx.partial-{os.getpid()}")
@@ -219,10 +279,7 @@ def preprocess(
                 tokens += len(ids)
             bar.update(size)
         if documents == 0:
-            raise ValueError(
-                f"the inputs ({', '.join(map(str, files))}) hold no documents; check the files "
-                "and --json-key."
-            )
+            raise _no_documents(files)
         builder.finalize(str(partial_idx))
         os.replace(partial_bin, f"{prefix}.bin")
         os.replace(partial_idx, f"{prefix}.idx")

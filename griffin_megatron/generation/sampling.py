@@ -8,6 +8,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -19,13 +21,13 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"temperature={self.temperature} must be >= 0 (0 picks the most likely token)."
             )
         if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k={self.top_k} must be a non-negative integer (0 keeps all tokens).")
+            raise ConfigError(f"top_k={self.top_k} must be a non-negative integer (0 keeps all tokens).")
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p={self.top_p} must be in (0, 1] (1 keeps all tokens).")
+            raise ConfigError(f"top_p={self.top_p} must be in (0, 1] (1 keeps all tokens).")
 
     @property
     def greedy(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence, Union
 
+from ..errors import ConfigError
 from .generate import generate
 from ..data.tokenizers import GenerationTokenizer
 
@@ -64,12 +65,12 @@ def generate_text(
     single = isinstance(prompts, str)
     texts = [prompts] if single else list(prompts)
     if not texts:
-        raise ValueError("no prompts given; pass a string or a list of strings.")
+        raise ConfigError("no prompts given; pass a string or a list of strings.")
     prompt_ids = []
     for i, text in enumerate(texts):
         ids = tokenizer.encode(text)
         if not text or not ids:
-            raise ValueError(
+            raise ConfigError(
                 f"prompt {i} is empty; give some text to continue (e.g. --prompt \"Once upon a time\")."
             )
         prompt_ids.append(ids)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -13,8 +11,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..checkpoint import atomic_directory
 from ..checkpointing import copy_tokenizer_files
 from ..config import GriffinConfig
+from ..errors import CheckpointError, InputFileError, OutputExistsError
 from ..state_dict import WEIGHTS_FROM_CHECKPOINT, gather_full_state_dict, load_full_state_dict
 from .hf_mapping import (
     architecture_from_hf_config,
@@ -39,7 +39,7 @@ def _read_weights(directory: Path) -> Dict[str, Tensor]:
     legacy = directory / "pytorch_model.bin"
     if legacy.exists():
         return torch.load(str(legacy), map_location="cpu", weights_only=True)
-    raise FileNotFoundError(
+    raise InputFileError(
         f"no weights in {directory}: expected model.safetensors, a sharded "
         "model.safetensors.index.json or pytorch_model.bin, as `save_pretrained` writes."
     )
@@ -51,17 +51,35 @@ def load_hf_checkpoint(path: Union[str, Path]):
 
     directory = Path(path)
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
+        raise InputFileError(
             f"{directory} is not an HF model directory (no config.json); pass the folder that "
             "`save_pretrained` wrote."
         )
-    hf_config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    try:
+        hf_config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
+        raise InputFileError(
+            f"{directory / 'config.json'} cannot be read as an HF config ({error}); restore the "
+            "file that `save_pretrained` wrote."
+        ) from None
     if getattr(hf_config, "model_type", None) != "recurrent_gemma":
-        raise ValueError(
+        raise CheckpointError(
             f"{directory} holds a {hf_config.model_type!r} model; only RecurrentGemma "
             "(model_type 'recurrent_gemma') converts to Hawk/Griffin."
         )
-    return hf_config, _read_weights(directory)
+    from safetensors import SafetensorError
+
+    try:
+        weights = _read_weights(directory)
+    except InputFileError:
+        raise
+    except (SafetensorError, OSError, RuntimeError, KeyError, json.JSONDecodeError) as error:
+        # (truncated safetensors, a damaged pytorch_model.bin or shard index)
+        raise InputFileError(
+            f"the weights in {directory} cannot be read ({type(error).__name__}: {error}); the "
+            "file is truncated or damaged: copy the model again."
+        ) from None
+    return hf_config, weights
 
 
 def from_hf(
@@ -107,18 +125,12 @@ def from_hf(
     return model.eval()
 
 
-def _replace_directory(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-
-
 def check_output_directory(out_dir: Union[str, Path], overwrite: bool = False) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is a file; choose a directory path for the output.")
+        raise InputFileError(f"{out} exists and is a file; choose a directory path for the output.")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{out} already exists and is not empty; choose a new directory or pass overwrite=True "
             "(--overwrite) to replace it."
         )
@@ -153,17 +165,12 @@ def to_hf(
         state = {k: v.to(dtype) for k, v in state.items()}
     dtype_name = str(next(iter(state.values())).dtype).replace("torch.", "")
     setattr(hf_config, "dtype" if hasattr(hf_config, "dtype") else "torch_dtype", dtype_name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        hf_config.save_pretrained(str(tmp))
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if tokenizer_dir is not None:
-            copy_tokenizer_files(tokenizer_dir, tmp)
-        _replace_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_directory(out, replace=True) as tmp:
+            hf_config.save_pretrained(str(tmp))
+            save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            if tokenizer_dir is not None:
+                copy_tokenizer_files(tokenizer_dir, tmp)
     finally:
         if dist.is_initialized() and dist.get_world_size() > 1:
             dist.barrier()

@@ -22,10 +22,12 @@ from typing import Optional
 
 from torch import Tensor
 
+from ..errors import MissingDependencyError
+
 try:
     import transformer_engine  # noqa: F401
 except ImportError as error:  # pragma: no cover - exercised only without TE
-    raise ImportError(
+    raise MissingDependencyError(
         "backend='te' needs NVIDIA Transformer Engine, which is not installed; install it on a "
         "CUDA machine with `pip install 'griffin-megatron[te]'` or use backend='local'."
     ) from error

@@ -16,7 +16,7 @@ With `iteration`, saves go to `<directory>/iter_0000010/` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import List, Optional, Union
 
 from megatron.core import dist_checkpointing
 from megatron.core.optimizer import MegatronOptimizer
@@ -33,7 +33,9 @@ from ..checkpointing import (
     model_record,
     resolve_checkpoint_dir,
     save_sharded_atomically,
+    verify_checkpoint,
 )
+from ..errors import CheckpointError
 
 
 # How the distributed optimizer lays out its state: by parameter, in model space, so that it
@@ -128,18 +130,18 @@ def save_checkpoint(
     tokenizer_dir: Optional[Union[str, Path]] = None,
     extra_record: Optional[dict] = None,
     extra_state: Optional[dict] = None,
-    after_write: Optional[Callable[[Path], None]] = None,
+    hashes: bool = True,
 ) -> Path:
     """Save model chunks (+ optimizer and scheduler state) atomically; all ranks call this.
 
     extra_state: more entries of the checkpoint (sharded objects such as per-rank RNG states,
     or plain values such as a training loop's counters), saved under their own keys.
-    after_write: see `checkpointing.save_sharded_atomically`.
+    hashes: record each file's SHA-256 beside its size (see `checkpoint.integrity`).
 
     Returns the checkpoint directory (`<directory>/iter_XXXXXXX` when `iteration` is given).
     """
     if optimizer is not None and _has_empty_distributed_optimizer(optimizer):
-        raise ValueError(
+        raise CheckpointError(
             "the distributed optimizer has taken no step yet, so it has no state to save; save "
             "after the first optimizer step, or save without the optimizer."
         )
@@ -157,7 +159,7 @@ def save_checkpoint(
     state = training_sharded_state_dict(chunks, optimizer, scheduler, iteration)
     state.update(_checked_extra_state(extra_state, state))
     save_sharded_atomically(state, target, record, overwrite=overwrite,
-                            tokenizer_dir=tokenizer_dir, after_write=after_write)
+                            tokenizer_dir=tokenizer_dir, hashes=hashes)
     if iteration is not None:
         mark_latest_iteration(directory, iteration)
     return target
@@ -170,6 +172,7 @@ def load_checkpoint(
     scheduler: Optional[OptimizerParamScheduler] = None,
     *,
     extra_state: Optional[dict] = None,
+    verify_hashes: bool = True,
 ) -> dict:
     """Load a checkpoint saved at any parallel layout into this layout (in place).
 
@@ -187,10 +190,11 @@ def load_checkpoint(
         (scheduler, "has_scheduler", "learning-rate scheduler"),
     ):
         if wanted is not None and not record.get(flag, False):
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {directory} holds no {what} state (it was saved without one); "
                 f"load it without the {what}, or pick a checkpoint saved during training."
             )
+    verify_checkpoint(directory, record, hashes=verify_hashes)
     if optimizer is not None:
         _materialize_optimizer_state(optimizer)
     request = training_sharded_state_dict(chunks, optimizer, scheduler, is_loading=True)

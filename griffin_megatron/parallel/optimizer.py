@@ -52,8 +52,12 @@ def build_scheduler(
     decay_steps: int,
     decay_style: str = "cosine",
     weight_decay: float = 0.0,
+    override_from_checkpoint: bool = False,
 ) -> OptimizerParamScheduler:
-    """Megatron-Core's learning-rate / weight-decay schedule, stepped once per iteration."""
+    """Megatron-Core's learning-rate / weight-decay schedule, stepped once per iteration.
+
+    On load, the checkpoint's settings win unless override_from_checkpoint (Megatron-LM's
+    --override-opt-param-scheduler); the step count always comes from the checkpoint."""
     return OptimizerParamScheduler(
         optimizer,
         init_lr=0.0 if warmup_steps else max_lr,
@@ -66,4 +70,6 @@ def build_scheduler(
         end_wd=weight_decay,
         wd_incr_steps=decay_steps,
         wd_incr_style="constant",
+        use_checkpoint_opt_param_scheduler=not override_from_checkpoint,
+        override_opt_param_scheduler=override_from_checkpoint,
     )

@@ -9,6 +9,5 @@ trainer.py     one step / evaluation through Megatron's schedules; NaN skipping
 loop.py        pretrain(): the run
 checkpoint.py  Megatron-LM checkpoint layout, resume, RNG state
 logging.py     log lines, tqdm, TensorBoard, W&B
-signals.py     SIGTERM -> save and exit
-faults.py      fault injection for tests (environment variables only)
+signals.py     SIGTERM / SIGINT -> save and exit
 """

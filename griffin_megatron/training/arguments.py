@@ -56,11 +56,14 @@ def _option(dest: str) -> str:
 
 
 def _data_path_list(value) -> List[str]:
-    """--data-path from the command line (list) or a YAML file (string or list)."""
+    """--data-path from the command line or a YAML list (one item per weight or prefix, kept
+    whole, so a path may hold spaces), or a YAML string ('0.7 web 0.3 code', split on spaces
+    unless the whole string names a dataset)."""
     if value is None:
         return None
-    items = value.split() if isinstance(value, str) else [str(v) for v in value]
-    return [token for item in items for token in str(item).split()]
+    if isinstance(value, str):
+        return [value] if os.path.isfile(f"{value}.bin") else value.split()
+    return [str(item) for item in value]
 
 
 def apply_config_file(args: argparse.Namespace) -> List[str]:
@@ -159,6 +162,11 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
     check_batch(config, world, args.micro_batch_size, args.global_batch_size)
     _check_split(args.split)
     _check_logging_packages(args)
+    if args.override_opt_param_scheduler and args.use_checkpoint_opt_param_scheduler:
+        raise ConfigError(
+            "--override-opt-param-scheduler and --use-checkpoint-opt-param-scheduler contradict "
+            "each other; pass the one whose schedule the resumed run should follow."
+        )
     if args.finetune and args.load is None:
         raise ConfigError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")
     if args.load is not None and not os.path.exists(os.path.expanduser(args.load)):
@@ -180,6 +188,11 @@ def _check_split(split: str) -> None:
         raise ConfigError(
             f"--split={split!r} must be three non-negative proportions 'train,valid,test' "
             "with a positive sum, e.g. 98,2,0."
+        )
+    if proportions[0] == 0:
+        raise ConfigError(
+            f"--split={split!r} gives the training split no documents; give it a positive "
+            "first proportion, e.g. 98,2,0."
         )
 
 

@@ -14,26 +14,37 @@ is the one they were saved at (a resharded resume starts those generators from t
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import time
 from pathlib import Path
 from typing import List, Optional
 
 import numpy
 import torch
+import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
+from ..checkpoint import SaveDirectoryLock, remove_stale_staging
 from ..checkpointing import LATEST_FILE, MODEL_RECORD, read_model_record, resolve_checkpoint_dir
+from ..errors import CheckpointError, InputFileError, OutputExistsError
 from .arguments import same_directory
 
 RNG_KEY = "rng_state"
 TRAIN_STATE_KEY = "train_state"
-# Tests set this to an iteration number: its save stops after writing its shards (before the
-# rename and the `latest` update), writes a marker file and waits to be killed.
-PAUSE_IN_SAVE_ENV = "GRIFFIN_MEGATRON_TEST_PAUSE_IN_SAVE"
-PAUSED_MARKER = "PAUSED_IN_SAVE"
+SCHEDULER_RECORD = "scheduler"  # the LR schedule's settings, compared on resume
+
+# OptimizerParamScheduler settings and the options that set them (Megatron-LM's names).
+SCHEDULE_OPTIONS = {
+    "max_lr": "--lr",
+    "min_lr": "--min-lr",
+    "lr_warmup_steps": "--lr-warmup-iters",
+    "lr_decay_steps": "--lr-decay-iters or --train-iters",
+    "lr_decay_style": "--lr-decay-style",
+    "start_wd": "--weight-decay",
+    "end_wd": "--weight-decay",
+    "wd_incr_steps": "--lr-decay-iters or --train-iters",
+    "wd_incr_style": "--weight-decay",
+}
 
 
 def _layout() -> dict:
@@ -83,32 +94,40 @@ def check_save_directory(args: argparse.Namespace) -> None:
         return
     save = Path(args.save).expanduser()
     if save.exists() and not save.is_dir():
-        raise FileExistsError(f"--save {save} is a file; pass a directory for the checkpoints.")
+        raise InputFileError(f"--save {save} is a file; pass a directory for the checkpoints.")
     held = sorted(save.glob("iter_*")) + sorted(save.glob(LATEST_FILE)) if save.is_dir() else []
     resuming = same_directory(args.load, args.save)
     if held and not resuming:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"--save {save} already holds checkpoints ({held[-1].name}); pass --load {save} to "
             "resume that run, or choose a new --save directory."
         )
 
 
-def _pause_hook(iteration: int):
-    wanted = os.environ.get(PAUSE_IN_SAVE_ENV)
-    if wanted is None or int(wanted) != iteration:
+def lock_save_directory(args: argparse.Namespace) -> Optional[SaveDirectoryLock]:
+    """Make this run the save directory's only writer (rank 0 holds the lock for the run) and
+    remove the staging directories an interrupted run left there; every rank raises together
+    if another live run holds the directory."""
+    if args.save is None:
         return None
-
-    def pause(staging: Path) -> None:
-        if torch.distributed.get_rank() == 0:
-            (staging.parent / PAUSED_MARKER).write_text(f"{staging}\n")
-        while True:
-            time.sleep(1)
-
-    return pause
+    lock, refusal = None, None
+    if dist.get_rank() == 0:
+        try:
+            lock = SaveDirectoryLock(args.save).acquire()
+            remove_stale_staging(args.save)
+        except CheckpointError as error:
+            refusal = str(error)
+    holder = [refusal]
+    if dist.get_world_size() > 1:
+        dist.broadcast_object_list(holder, src=0)
+    if holder[0] is not None:
+        raise CheckpointError(holder[0])
+    return lock
 
 
 def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration: int,
                              consumed_samples: int, tokenizer_dir: Optional[Path]) -> Path:
+    """Save this iteration under <save>/iter_N and point `latest` at it (all ranks)."""
     from ..parallel import save_checkpoint
 
     train_state = {"iteration": iteration, "consumed_train_samples": consumed_samples}
@@ -120,10 +139,36 @@ def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration
         # crash, after the `latest` it resumed from, is written again.
         overwrite=True,
         tokenizer_dir=tokenizer_dir,
-        extra_record={"train_state": train_state, "layout": _layout()},
+        extra_record={"train_state": train_state, "layout": _layout(),
+                      SCHEDULER_RECORD: _schedule_settings(scheduler)},
         extra_state={RNG_KEY: _rng_sharded_object(_rng_state()), TRAIN_STATE_KEY: train_state},
-        after_write=_pause_hook(iteration),
+        hashes=not args.no_checkpoint_hashes,
     )
+
+
+def _schedule_settings(scheduler) -> dict:
+    state = scheduler.state_dict()
+    return {key: state[key] for key in SCHEDULE_OPTIONS}
+
+
+def check_schedule(args, record: dict, scheduler, directory: Path) -> None:
+    """Megatron-LM's rule for a resume whose LR-schedule options differ from the checkpoint's:
+    refuse unless --override-opt-param-scheduler (this run's options win) or
+    --use-checkpoint-opt-param-scheduler (the checkpoint's win) says which to follow."""
+    saved = record.get(SCHEDULER_RECORD)
+    if saved is None or args.override_opt_param_scheduler or args.use_checkpoint_opt_param_scheduler:
+        return
+    wanted = _schedule_settings(scheduler)
+    changed = [key for key in SCHEDULE_OPTIONS if saved.get(key) != wanted[key]]
+    if changed:
+        key = changed[0]
+        raise CheckpointError(
+            f"this run's learning-rate schedule differs from that of checkpoint {directory} "
+            f"({key} {wanted[key]} here, {saved.get(key)} there; set by {SCHEDULE_OPTIONS[key]}); "
+            "pass --override-opt-param-scheduler to follow this run's options from the "
+            "checkpoint's step on, or --use-checkpoint-opt-param-scheduler to keep the "
+            "checkpoint's schedule."
+        )
 
 
 def nothing_to_resume(args) -> bool:
@@ -144,13 +189,15 @@ def load_training_checkpoint(args, chunks: List, optimizer, scheduler) -> dict:
     directory = resolve_checkpoint_dir(Path(args.load).expanduser())
     record = read_model_record(directory)
     if args.finetune or not record.get("has_optimizer"):
-        load_checkpoint(directory, chunks)
+        load_checkpoint(directory, chunks, verify_hashes=not args.no_checkpoint_hashes)
         return {"iteration": 0, "consumed_samples": 0, "directory": directory, "rng": False}
+    check_schedule(args, record, scheduler, directory)
     same_layout = record.get("layout") == _layout()
     extra = {TRAIN_STATE_KEY: None}
     if same_layout:
         extra[RNG_KEY] = _rng_sharded_object(None)
-    loaded = load_checkpoint(directory, chunks, optimizer, scheduler, extra_state=extra)
+    loaded = load_checkpoint(directory, chunks, optimizer, scheduler, extra_state=extra,
+                             verify_hashes=not args.no_checkpoint_hashes)
     state = loaded["extra_state"][TRAIN_STATE_KEY]
     if same_layout:
         _set_rng_state(loaded["extra_state"][RNG_KEY])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -23,7 +24,10 @@ from megatron.core import parallel_state
 from ..data.megatron_adapter import MegatronTokenizerAdapter
 from ..data.preprocess import read_meta
 from ..data.tokenizers import TextTokenizer, load_tokenizer
+from ..errors import DataError, InputFileError
 
+# The first bytes of every Megatron .idx file (megatron.core.datasets.indexed_dataset).
+INDEX_HEADER = b"MMIDIDX\x00\x00"
 # Tokens read per dataset when checking that its ids fit the tokenizer's vocabulary.
 VOCAB_CHECK_TOKENS = 1 << 26
 
@@ -65,7 +69,7 @@ def parse_blend(tokens: List[str]) -> Tuple[List[str], Optional[List[float]]]:
         (n is not None) == (i % 2 == 0) for i, n in enumerate(numbers)
     )
     if not pairs_ok or any(n <= 0 for n in numbers[0::2]):
-        raise ValueError(
+        raise DataError(
             f"--data-path {' '.join(tokens)} mixes weights and prefixes; give prefixes only "
             "('p1 p2') or positive weight/prefix pairs ('0.7 p1 0.3 p2')."
         )
@@ -76,7 +80,7 @@ def check_dataset_files(prefixes: List[str]) -> None:
     for prefix in prefixes:
         missing = [p for p in (f"{prefix}.bin", f"{prefix}.idx") if not Path(p).is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"dataset {prefix} is missing {missing[0]}; --data-path takes the prefix that "
                 "`griffin-megatron preprocess --output-prefix` wrote (without .bin/.idx)."
             )
@@ -88,7 +92,7 @@ def resolve_tokenizer(prefixes: List[str], tokenizer: Optional[str]) -> TextToke
     if tokenizer is None:
         recorded = [m["tokenizer"]["path"] for m in metas.values() if m is not None]
         if not recorded:
-            raise ValueError(
+            raise DataError(
                 f"no tokenizer given and dataset {prefixes[0]} records none (it was not written "
                 "by `griffin-megatron preprocess`); pass --tokenizer."
             )
@@ -99,7 +103,7 @@ def resolve_tokenizer(prefixes: List[str], tokenizer: Optional[str]) -> TextToke
         if meta is not None:
             wrote = meta["tokenizer"]
             if wrote["sha256"] != fingerprint["sha256"]:
-                raise ValueError(
+                raise DataError(
                     f"dataset {prefix} was tokenized with {wrote['path']} (vocabulary "
                     f"{wrote['vocab_size']}), not with {tok.path} (vocabulary {tok.vocab_size}); "
                     "pass the tokenizer the data was preprocessed with, or preprocess again."
@@ -108,19 +112,80 @@ def resolve_tokenizer(prefixes: List[str], tokenizer: Optional[str]) -> TextToke
     return tok
 
 
-def check_token_ids_fit(prefix: str, tok: TextTokenizer) -> None:
-    """The largest id in (the start of) the dataset must exist in the tokenizer."""
+def open_indexed_dataset(prefix: str):
+    """Megatron's IndexedDataset of `prefix`, or one sentence if its files are damaged."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    dataset = IndexedDataset(prefix, mmap=True)
+    def unreadable(why: str) -> DataError:
+        return DataError(
+            f"dataset {prefix} cannot be read ({why}): {prefix}.idx or {prefix}.bin is damaged "
+            "or not a Megatron indexed dataset; run `griffin-megatron preprocess` again."
+        )
+
+    # A bad header is checked here: IndexedDataset would leave a half-built object whose
+    # __del__ prints its own AttributeError at exit.
+    with open(f"{prefix}.idx", "rb") as index:
+        if index.read(len(INDEX_HEADER)) != INDEX_HEADER:
+            raise unreadable(f"{prefix}.idx does not start with Megatron's index header")
+    try:
+        dataset = IndexedDataset(prefix, mmap=True)
+        if dataset.sequence_lengths.size:
+            last = int(dataset.index.sequence_pointers[-1]) + int(dataset.sequence_lengths[-1]) * \
+                numpy.dtype(dataset.index.dtype).itemsize
+            if last > Path(f"{prefix}.bin").stat().st_size:
+                raise ValueError(f"{prefix}.bin is shorter than its index says")
+    except (AssertionError, ValueError, OSError, struct.error, IndexError) as error:
+        raise unreadable(str(error) or type(error).__name__) from None
+    return dataset
+
+
+def check_token_ids_fit(prefix: str, tok: TextTokenizer) -> None:
+    """The largest id in (the start of) the dataset must exist in the tokenizer."""
+    dataset = open_indexed_dataset(prefix)
     count = min(int(dataset.sequence_lengths.sum()), VOCAB_CHECK_TOKENS)
     tokens = numpy.memmap(f"{prefix}.bin", dtype=dataset.index.dtype, mode="r", shape=(count,))
     largest = int(tokens.max()) if count else -1
     if largest >= tok.vocab_size:
-        raise ValueError(
+        raise DataError(
             f"dataset {prefix} holds token id {largest} but tokenizer {tok.path} has only "
             f"{tok.vocab_size} tokens; pass the tokenizer the data was preprocessed with."
         )
+
+
+SPLIT_NAMES = ("training", "validation", "test")
+
+
+def documents_per_split(documents: int, split: str) -> List[Optional[int]]:
+    """How many documents Megatron's builder gives each split (None: a split without a share),
+    by its own rule (split matrix, then rounding of the book-ends)."""
+    from megatron.core.datasets.blended_megatron_dataset_config import (
+        convert_split_vector_to_split_matrix,
+        parse_and_normalize_split,
+    )
+
+    matrix = convert_split_vector_to_split_matrix(parse_and_normalize_split(split))
+    return [None if bounds is None else
+            int(round(bounds[1] * float(documents))) - int(round(bounds[0] * float(documents)))
+            for bounds in matrix]
+
+
+def check_split_sizes(prefixes: List[str], split: str) -> None:
+    """A split with a share but no document sends Megatron's GPTDataset into an endless epoch
+    loop (no tokens per epoch); refuse it while it is still a sentence."""
+    from megatron.core.datasets.gpt_dataset import GPTDataset
+
+    for prefix in prefixes:
+        documents = GPTDataset.numel_low_level_dataset(open_indexed_dataset(prefix))
+        counts = documents_per_split(documents, split)
+        if any(count == 0 for count in counts):
+            given = ", ".join(f"{count} {name}" for count, name in zip(counts, SPLIT_NAMES)
+                              if count is not None)
+            empty = next(name for count, name in zip(counts, SPLIT_NAMES) if count == 0)
+            raise DataError(
+                f"dataset {prefix} has {documents} documents, which --split {split} divides into "
+                f"{given}, so the {empty} split is empty; add documents, or give that split no "
+                "share (e.g. --split 100,0,0 trains without validation)."
+            )
 
 
 def padded_vocab_size(vocab_size: int, divisible_by: int, tensor_parallel: int) -> int:

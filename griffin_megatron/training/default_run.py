@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import sysconfig
-import tempfile
 from pathlib import Path
 from typing import List, Optional
+
+from ..errors import InputFileError
+from ..checkpoint import atomic_directory
 
 CORPUS_VERSION = 1
 VOCAB_SIZE = 2048
@@ -73,7 +74,7 @@ def corpus_dir() -> Path:
 def corpus_files() -> List[str]:
     files = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
     if not files:
-        raise FileNotFoundError(
+        raise InputFileError(
             f"found no Python sources under {sysconfig.get_paths()['stdlib']} for the default "
             "run; pass your own data with --data-path (see `griffin-megatron preprocess`)."
         )
@@ -89,9 +90,7 @@ def prepare_corpus(progress: Optional[bool] = None) -> str:
     prefix = target / PREFIX_NAME
     if all(path.is_file() for path in dataset_files(prefix)):
         return str(prefix)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
+    with atomic_directory(target, replace=True) as staging:
         print(f"preparing the default corpus (Python standard library sources) in {target}",
               flush=True)
         result = preprocess(corpus_files(), staging / PREFIX_NAME, vocab_size=VOCAB_SIZE,
@@ -99,10 +98,5 @@ def prepare_corpus(progress: Optional[bool] = None) -> str:
         # The record names the tokenizer by path: point it at its final place.
         meta_file = dataset_files(staging / PREFIX_NAME)[2]
         meta_file.write_text(meta_file.read_text().replace(str(staging), str(target)))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-        print(f"  {result.documents} files, {result.tokens:,} tokens", flush=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    print(f"  {result.documents} files, {result.tokens:,} tokens", flush=True)
     return str(prefix)

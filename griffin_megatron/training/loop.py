@@ -26,6 +26,7 @@ from megatron.core.num_microbatches_calculator import (
 )
 
 from .. import compat, context_parallel
+from ..errors import CheckpointError
 from ..parallel import (
     attach_to_schedule,
     build_model_chunks,
@@ -77,6 +78,7 @@ def _pretrain(args: argparse.Namespace) -> TrainResult:
         tokenizer = setup.checked_data(args)
         config = setup.model_config(args, tokenizer)
     args.save = setup.agreed_save_directory(args)
+    lock = checkpoint.lock_save_directory(args)
     init_num_microbatches_calculator(
         dist.get_rank(), None, args.global_batch_size, args.micro_batch_size,
         data_parallel_size(args, dist.get_world_size()),
@@ -96,12 +98,15 @@ def _pretrain(args: argparse.Namespace) -> TrainResult:
             decay_steps=(args.lr_decay_iters or args.train_iters) * args.global_batch_size,
             decay_style=args.lr_decay_style,
             weight_decay=args.weight_decay,
+            override_from_checkpoint=args.override_opt_param_scheduler,
         )
         attach_to_schedule(config, chunks, optimizer)
         trainer = Trainer(args, chunks, optimizer, scheduler)
         return _train(args, trainer, tokenizer, config)
     finally:
         destroy_num_microbatches_calculator()
+        if lock is not None:
+            lock.release()
 
 
 def _resume(args, trainer: Trainer) -> str:
@@ -113,9 +118,11 @@ def _resume(args, trainer: Trainer) -> str:
     trainer.iteration = restored["iteration"]
     trainer.consumed_samples = restored["consumed_samples"]
     if trainer.iteration >= args.train_iters:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {restored['directory']} is at iteration {trainer.iteration}, not below "
-            f"--train-iters={args.train_iters}; raise --train-iters to train further."
+            f"--train-iters={args.train_iters}; raise --train-iters and pass "
+            "--override-opt-param-scheduler (the schedule then spans the new length) to train "
+            "further."
         )
     if trainer.iteration == 0:
         return f"initialised the weights from {restored['directory']}"

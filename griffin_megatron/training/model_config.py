@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from ..config import GriffinConfig, virtual_stages
+from ..errors import ConfigError
 from ..presets import preset_architecture
 from ..recipes import ARCHITECTURE_KEYS
 
@@ -27,9 +28,8 @@ def architecture_from_args(args: argparse.Namespace) -> dict:
     return architecture
 
 
-def build_model_config(args: argparse.Namespace, vocab_size: Optional[int] = None) -> GriffinConfig:
-    """The run's GriffinConfig; `vocab_size` None keeps the preset's (padded to the tensor-parallel
-    size, as the tokenizer's is: enough to check a layout before the tokenizer is known)."""
+from ..config import GriffinConfig, virtual_stages
+from ..errors import ConfigError
     architecture = architecture_from_args(args)
     if vocab_size is None:
         tp = args.tensor_model_parallel_size
@@ -67,11 +67,5 @@ def build_model_config(args: argparse.Namespace, vocab_size: Optional[int] = Non
         return GriffinConfig(**{**architecture, **overrides})
     except AssertionError as error:
         # TransformerConfig checks some combinations with bare asserts; keep their message.
-        raise ValueError(f"the model settings are inconsistent: {error}") from None
-
-
-def virtual_pipeline_size(args: argparse.Namespace) -> Optional[int]:
-    """Model chunks per pipeline rank (None without interleaving), by the config's own rule."""
-    if args.num_layers_per_virtual_pipeline_stage is None or args.pipeline_model_parallel_size == 1:
-        return None
-    return virtual_stages(build_model_config(args))
+from ..config import GriffinConfig, virtual_stages
+from ..errors import ConfigError

@@ -25,6 +25,7 @@ def checked_data(args: argparse.Namespace) -> TextTokenizer:
     """The tokenizer of the run, after checking the datasets exist and match it."""
     prefixes, _ = data.parse_blend(args.data_path)
     data.check_dataset_files(prefixes)
+    data.check_split_sizes(prefixes, args.split)
     return data.resolve_tokenizer(prefixes, args.tokenizer)
 
 

@@ -1,6 +1,11 @@
-"""SIGTERM (what SLURM and torchrun send before killing a job) ends training cleanly: the
-handler only records the signal; after the current step every rank learns whether any rank got
-it (one all-reduce), then all save a checkpoint and exit together."""
+"""SIGTERM (what SLURM's scancel and torchrun send to every process of a job before killing it)
+and SIGINT (Ctrl-C, which the terminal sends to the whole process group) end training cleanly:
+the handler only records the signal; after the current step every rank learns whether any rank
+got it (one all-reduce), then all save a checkpoint of that step and exit together with status 0.
+
+The save needs no helper process that the same signal could have killed: checkpoint writes run
+in the trainer itself (griffin_megatron.checkpoint.writes), and the writer processes that
+megatron-core 0.16 forks inherit this handler, so they finish their file instead of dying."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Iterable
 import torch
 import torch.distributed as dist
 
-HANDLED_SIGNALS = (signal.SIGTERM,)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class ExitSignalHandler:

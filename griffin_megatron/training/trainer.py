@@ -17,7 +17,6 @@ from megatron.core.optimizer import OptimizerConfig
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from ..parallel import average_lm_loss, forward_step, gradients_are_finite
-from . import faults
 
 
 def optimizer_config(args: argparse.Namespace) -> OptimizerConfig:
@@ -78,8 +77,7 @@ class Trainer:
         for chunk in self.chunks:
             chunk.zero_grad_buffer()
         self.optimizer.zero_grad()
-        with faults.injected(self.iteration + 1, self.chunks):
-            loss = self._run_schedule(iterators, forward_only=False)
+        loss = self._run_schedule(iterators, forward_only=False)
         if gradients_are_finite(self.chunks):
             # Megatron's mixed-precision optimizers report their own found_inf the same way.
             update_successful, grad_norm, _ = self.optimizer.step()

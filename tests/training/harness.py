@@ -27,17 +27,45 @@ def environment(**extra: str) -> Dict[str, str]:
     return env
 
 
-def train_command(args: List[str], nproc: int = 1) -> List[str]:
+INSTRUMENTED = str(Path(__file__).with_name("instrumented_train.py"))
+
+
+def train_command(args: List[str], nproc: int = 1, instrumented: bool = False) -> List[str]:
+    """The command line of `griffin-megatron train` (through tests/training/instrumented_train.py,
+    which injects the faults its environment variables ask for, with instrumented=True)."""
+    entry = [INSTRUMENTED] if instrumented else ["-m", "griffin_megatron"]
     if nproc == 1:
-        return [sys.executable, "-m", "griffin_megatron", "train", *args]
+        return [sys.executable, *entry, "train", *args]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-            str(nproc), "-m", "griffin_megatron", "train", *args]
+            str(nproc), *entry, "train", *args]
 
 
 def run_train(args: List[str], cwd: Path, nproc: int = 1, timeout: int = 300,
-              env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-    return subprocess.run(train_command(args, nproc), cwd=cwd, env=env or environment(),
-                          capture_output=True, text=True, timeout=timeout)
+              env: Optional[Dict[str, str]] = None,
+              instrumented: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(train_command(args, nproc, instrumented), cwd=cwd,
+                          env=env or environment(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def session_processes(session: int) -> List[int]:
+    """Live processes of a session (a run started with start_new_session=True, whose leader
+    pid is `session`)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state != "Z":
+                        alive.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    return alive
+
+
+def staging_directories(save: Path) -> List[Path]:
+    return sorted(save.glob(".*.partial-*"))
 
 
 def run_cli(args: List[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -11,6 +11,7 @@ import shutil
 import pytest
 import torch
 
+from griffin_megatron.checkpoint.lock import LOCK_FILE
 from griffin_megatron.checkpointing import LATEST_FILE, MODEL_RECORD
 from griffin_megatron.cli.main import build_parser
 from griffin_megatron.training.arguments import finalize_arguments
@@ -116,7 +117,7 @@ def test_nan_loss_is_reported_and_its_step_skipped(tiny_corpus, tmp_path):
     save = tmp_path / "ckpt"
     done = run_train([*TINY, "--data-path", str(tiny_corpus), "--train-iters", "3",
                       "--save", str(save), "--save-interval", "1"], cwd=tmp_path,
-                     env=environment(GRIFFIN_MEGATRON_TEST_NAN_AT_ITERATION="2"))
+                     env=environment(INSTRUMENT_NAN_AT_ITERATION="2"), instrumented=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "iteration 2: lm loss is nan; skipped the optimizer step" in done.stdout
     assert "skipped/nan: 1/1" in done.stdout
@@ -144,6 +145,42 @@ def _unrecorded_copy(corpus, directory):
     return directory / "corpus"
 
 
+def _few_documents(corpus, directory, count=10):
+    """A dataset of `count` documents, tokenized like the corpus."""
+    from griffin_megatron.data.preprocess import preprocess
+
+    from .corpus import documents, write_jsonl
+
+    directory.mkdir()
+    source = write_jsonl(directory / "few.jsonl", documents(count))
+    return preprocess([str(source)], directory / "few", tokenizer=str(corpus.parent)).prefix
+
+
+def _damaged_copy(checkpoint, directory):
+    """The checkpoint with 4 KB of one shard's bytes inverted."""
+    shutil.copytree(checkpoint, directory)
+    shard = sorted((directory / "iter_0000002").glob("*.distcp"))[0]
+    data = bytearray(shard.read_bytes())
+    data[1000:5096] = bytes(255 - b for b in data[1000:5096])
+    shard.write_bytes(bytes(data))
+    return directory
+
+
+def _bad_index_copy(corpus, directory):
+    shutil.copytree(corpus.parent, directory)
+    (directory / "corpus.idx").write_bytes(b"not an index" * 10)
+    return directory / "corpus"
+
+
+PLACEHOLDERS = {
+    "other": lambda tmp, corpus, ckpt: _other_tokenizer(tmp / "other"),
+    "small": lambda tmp, corpus, ckpt: _other_tokenizer(tmp / "small", vocab_size=260),
+    "unrecorded": lambda tmp, corpus, ckpt: _unrecorded_copy(corpus, tmp / "unrecorded"),
+    "few": lambda tmp, corpus, ckpt: _few_documents(corpus, tmp / "few"),
+    "damaged": lambda tmp, corpus, ckpt: _damaged_copy(ckpt, tmp / "damaged"),
+    "badidx": lambda tmp, corpus, ckpt: _bad_index_copy(corpus, tmp / "badidx"),
+}
+
 BAD_INPUTS = {
     "missing data": (["--data-path", "{tmp}/nothing/corpus"], "is missing"),
     "tokenizer mismatch": (["--tokenizer", "{other}"], "was tokenized with"),
@@ -153,6 +190,20 @@ BAD_INPUTS = {
     "batch not divisible": (["--global-batch-size", "7"], "global_batch_size=7 is not divisible by micro_batch_size"),
     "save holds a run": (["--save", "{ckpt}"], "already holds checkpoints"),
     "wandb missing": (["--wandb-project", "p"], "needs the wandb package, which is not installed"),
+    "too few documents": (["--data-path", "{few}"],
+                          "has 10 documents, which --split 98,2,0 divides into 10 training, 0 "
+                          "validation, so the validation split is empty"),
+    "no training split": (["--split", "0,0,100"], "gives the training split no documents"),
+    "damaged index": (["--data-path", "{badidx}"], "is damaged or not a Megatron indexed dataset"),
+    "damaged checkpoint": (["--load", "{damaged}", "--save", "{damaged}"],
+                           "iter_0000002/__0_0.distcp is damaged (its SHA-256 differs"),
+    "lr changed on resume": (["--load", "{ckpt}", "--save", "{ckpt}", "--lr", "1e-3"],
+                             "max_lr 0.001 here, 0.003 there; set by --lr); pass "
+                             "--override-opt-param-scheduler"),
+    "no iterations left": (["--load", "{ckpt}", "--save", "{ckpt}"],
+                           "raise --train-iters and pass --override-opt-param-scheduler"),
+    "both schedule flags": (["--override-opt-param-scheduler",
+                             "--use-checkpoint-opt-param-scheduler"], "contradict each other"),
 }
 
 
@@ -164,9 +215,10 @@ def test_bad_input_is_one_sentence_and_nothing_is_written(case, tiny_corpus, tin
         pytest.skip("wandb is installed here")
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, ckpt)
-    values = {"tmp": tmp_path, "ckpt": ckpt, "other": _other_tokenizer(tmp_path / "other"),
-              "small": _other_tokenizer(tmp_path / "small", vocab_size=260),
-              "unrecorded": _unrecorded_copy(tiny_corpus, tmp_path / "unrecorded")}
+    values = {"tmp": tmp_path, "ckpt": ckpt}
+    for name, make in PLACEHOLDERS.items():
+        if any("{" + name + "}" in arg for arg in extra):
+            values[name] = make(tmp_path, tiny_corpus, tiny_checkpoint)
     extra = [arg.format(**values) for arg in extra]
     argv = [*TINY, "--train-iters", "2"]
     if "--data-path" not in extra:
@@ -180,4 +232,10 @@ def test_bad_input_is_one_sentence_and_nothing_is_written(case, tiny_corpus, tin
     assert error.startswith("griffin-megatron train: error: ") and error.endswith("."), error
     assert message in error, error
     assert "Traceback" not in done.stderr
-    assert snapshot(tmp_path, tiny_corpus.parent) == before
+    # A refused resume has held its --save directory's lock: the lock file names the new holder.
+    assert _without_lock_files(snapshot(tmp_path, tiny_corpus.parent)) == \
+        _without_lock_files(before)
+
+
+def _without_lock_files(files):
+    return {path: data for path, data in files.items() if path.name != LOCK_FILE}

@@ -1,0 +1,54 @@
+"""A directory that appears complete or not at all: written under `.<name>.partial-<random>` beside
+its final place, then renamed into it. `tempfile.mkdtemp` creates 0700 directories; they are
+opened up to what the user's umask allows, so teammates on a shared filesystem can read them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+STAGING_INFIX = ".partial-"
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Union[str, Path], directory: bool = True) -> None:
+    """Give `path` the mode a plain mkdir / open would have given it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def staging_directory(target: Path) -> Path:
+    """A fresh empty sibling of `target` to write into (created with the umask's mode)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_INFIX}", dir=target.parent))
+    follow_umask(staging)
+    return staging
+
+
+def publish(staging: Path, target: Path, replace: bool = False) -> None:
+    """Rename a finished staging directory into place (an existing target only if `replace`)."""
+    if replace and target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Union[str, Path], replace: bool = False) -> Iterator[Path]:
+    """`with atomic_directory(out) as staging:` write into `staging`; on success it becomes
+    `out`, on any error (or interrupt) it is removed and `out` is untouched."""
+    target = Path(target)
+    staging = staging_directory(target)
+    try:
+        yield staging
+        publish(staging, target, replace)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
