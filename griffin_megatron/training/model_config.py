@@ -28,8 +28,9 @@ def architecture_from_args(args: argparse.Namespace) -> dict:
     return architecture
 
 
-from ..config import GriffinConfig, virtual_stages
-from ..errors import ConfigError
+def build_model_config(args: argparse.Namespace, vocab_size: Optional[int] = None) -> GriffinConfig:
+    """The run's GriffinConfig; `vocab_size` None keeps the preset's (padded to the tensor-parallel
+    size, as the tokenizer's is: enough to check a layout before the tokenizer is known)."""
     architecture = architecture_from_args(args)
     if vocab_size is None:
         tp = args.tensor_model_parallel_size
@@ -67,5 +68,11 @@ from ..errors import ConfigError
         return GriffinConfig(**{**architecture, **overrides})
     except AssertionError as error:
         # TransformerConfig checks some combinations with bare asserts; keep their message.
-from ..config import GriffinConfig, virtual_stages
-from ..errors import ConfigError
+        raise ConfigError(f"the model settings are inconsistent: {error}") from None
+
+
+def virtual_pipeline_size(args: argparse.Namespace) -> Optional[int]:
+    """Model chunks per pipeline rank (None without interleaving), by the config's own rule."""
+    if args.num_layers_per_virtual_pipeline_stage is None or args.pipeline_model_parallel_size == 1:
+        return None
+    return virtual_stages(build_model_config(args))
