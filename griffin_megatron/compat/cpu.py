@@ -148,8 +148,10 @@ _ORIGINAL_CUDA = {}
 
 def _scoped_to_megatron(name):
     """torch.cuda.<name> that answers Megatron's calls with the CPU stand-in and everybody
-    else's with torch's own function (which fails without CUDA, as it should)."""
+    else's with torch's own function or class (which fails without CUDA, as it should)."""
     original, stand_in = getattr(torch.cuda, name), _CPU_STAND_INS[name]
+    if isinstance(original, type):
+        return original, _scoped_class(original, stand_in)
 
     @functools.wraps(original)
     def dispatch(*args, **kwargs):
@@ -158,6 +160,27 @@ def _scoped_to_megatron(name):
         return original(*args, **kwargs)
 
     return original, dispatch
+
+
+def _scoped_class(original: type, stand_in) -> type:
+    """A class in place of torch.cuda.Stream / Event: constructing it dispatches like the
+    functions above, and it stays a class (other packages write `torch.cuda.Stream | None` in
+    annotations and call isinstance with it)."""
+
+    class ScopedToMegatron(type):
+        def __call__(cls, *args, **kwargs):
+            if _called_from_megatron(depth=1):
+                return stand_in(*args, **kwargs)
+            return original(*args, **kwargs)
+
+        def __instancecheck__(cls, instance):
+            return isinstance(instance, (original, _CpuStream, _CpuEvent))
+
+        def __subclasscheck__(cls, subclass):
+            return issubclass(subclass, original)
+
+    return ScopedToMegatron(original.__name__, (), {"__module__": original.__module__,
+                                                    "__doc__": original.__doc__})
 
 
 def _install_cuda_device_stand_ins() -> None:

@@ -67,6 +67,14 @@ def test_torch_cuda_stand_ins_answer_megatron_only(source):
         run_as("somebody.else", source)
 
 
+def test_stream_and_event_stay_classes_for_other_packages():
+    """transformers annotates with `torch.cuda.Stream | None` at import time."""
+    assert isinstance(torch.cuda.Stream | None, object)
+    stand_in = run_as("megatron.core.distributed.param_and_grad_buffer", "torch.cuda.Stream()")
+    assert isinstance(stand_in, torch.cuda.Stream)
+    assert isinstance(run_as("megatron.core.timers", "torch.cuda.Event()"), torch.cuda.Event)
+
+
 def test_current_device_is_the_cpu_for_megatron():
     assert run_as("megatron.core.distributed.param_and_grad_buffer", "torch.cuda.current_device()") == "cpu"
 
