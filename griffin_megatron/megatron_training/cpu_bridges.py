@@ -1,0 +1,218 @@
+"""Bridges that let `megatron.training.pretrain()` (megatron-core 0.19) run on CPUs over gloo.
+
+Megatron-Core's own CUDA assumptions (RNG tracker, `torch.cuda.current_device()`, device
+literals inside megatron.core) are bridged by griffin_megatron.cpu_compat, as for
+`griffin-megatron train`. Megatron-LM's training loop adds these, each bridged here only while
+`installed()` is active, only on a machine without CUDA, and each shown failing without its
+bridge by tests/megatron_training/test_cpu_bridges.py:
+
+- `initialize_megatron` asserts CUDA unless `allow_no_cuda=True`, which `pretrain()` never
+  passes: pretrain's call gets `allow_no_cuda=True`.
+- `_initialize_distributed` creates the model-parallel groups only when
+  `torch.cuda.device_count() > 0`: without devices they are created afterwards with the same
+  sizes.
+- `_set_random_seed` seeds the model-parallel RNG tracker only when `device_count() > 0`:
+  without devices the tracker gets the same seed Megatron-LM would give it.
+- `device="cuda"` literals, `.cuda()` and `torch.cuda.*Tensor` type checks in megatron.training
+  (start-time all-reduces, loss and grad-norm buffers, timers): cpu_compat's torch-function
+  mode answers them on the CPU for megatron.training's code as it does for megatron.core's.
+- `torch.cuda.Stream`, `torch.cuda.stream` and `torch.cuda.current_stream` (DDP wrapping in
+  `models/dist_utils.py`; grad sync in megatron.core 0.19's `start_grad_sync`): one CPU stream
+  stand-in whose waits and syncs have nothing to wait for.
+- `torch.cuda.get_rng_state` / `set_rng_state` (checkpointed RNG states): the CPU generator,
+  which is the generator dropout and initialisation draw from on a CPU.
+- `get_device_arch_version()` in `validate_args` reads the properties of `cuda:0`: no GPU
+  architecture constrains the run, reported as 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Iterator
+
+import torch
+
+TRAINING_PACKAGE = "megatron.training"
+
+
+def cuda_missing() -> bool:
+    return not torch.cuda.is_available()
+
+
+@contextlib.contextmanager
+def patched(owner, name: str, value) -> Iterator[None]:
+    """owner.name = value for the duration of the block."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+# initialize_megatron ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def initialize_without_cuda() -> Iterator[None]:
+    from megatron.training import training
+
+    original = training.initialize_megatron
+
+    @functools.wraps(original)
+    def initialize_megatron(*args, **kwargs):
+        kwargs["allow_no_cuda"] = True
+        return original(*args, **kwargs)
+
+    with patched(training, "initialize_megatron", initialize_megatron):
+        yield
+
+
+@contextlib.contextmanager
+def model_parallel_groups_without_devices() -> Iterator[None]:
+    from megatron.core import parallel_state as mpu
+    from megatron.training import get_args, initialize
+
+    original = initialize._initialize_distributed
+
+    @functools.wraps(original)
+    def _initialize_distributed(get_embedding_ranks, get_position_embedding_ranks, store,
+                                skip_model_parallel_init=False):
+        original(get_embedding_ranks, get_position_embedding_ranks, store,
+                 skip_model_parallel_init=skip_model_parallel_init)
+        if skip_model_parallel_init or mpu.model_parallel_is_initialized():
+            return
+        args = get_args()
+        mpu.initialize_model_parallel(
+            args.tensor_model_parallel_size,
+            args.pipeline_model_parallel_size,
+            args.virtual_pipeline_model_parallel_size,
+            context_parallel_size=args.context_parallel_size,
+            expert_model_parallel_size=args.expert_model_parallel_size,
+            expert_tensor_parallel_size=args.expert_tensor_parallel_size,
+            num_distributed_optimizer_instances=args.num_distributed_optimizer_instances,
+            distributed_timeout_minutes=args.distributed_timeout_minutes,
+            order="tp-cp-ep-dp-pp" if not args.use_tp_pp_dp_mapping else "tp-cp-ep-pp-dp",
+            get_embedding_ranks=get_embedding_ranks,
+            get_position_embedding_ranks=get_position_embedding_ranks,
+            create_gloo_process_groups=args.use_gloo_process_groups,
+        )
+
+    with patched(initialize, "_initialize_distributed", _initialize_distributed):
+        yield
+
+
+@contextlib.contextmanager
+def rng_tracker_seeding_without_devices() -> Iterator[None]:
+    from megatron.core import parallel_state as mpu
+    from megatron.core import tensor_parallel
+    from megatron.training import initialize
+
+    original = initialize._set_random_seed
+
+    @functools.wraps(original)
+    def _set_random_seed(seed_, data_parallel_random_init=False, *args, **kwargs):
+        original(seed_, data_parallel_random_init, *args, **kwargs)
+        if seed_ is None or seed_ <= 0:
+            return
+        # The seed Megatron-LM gives the tracker on GPUs (initialize._set_random_seed).
+        seed = seed_ + 100 * mpu.get_pipeline_model_parallel_rank()
+        if data_parallel_random_init:
+            seed += 10 * mpu.get_data_parallel_rank()
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+    with patched(initialize, "_set_random_seed", _set_random_seed):
+        yield
+
+
+# device literals in megatron.training ----------------------------------------------------------
+
+@contextlib.contextmanager
+def training_device_literals_on_cpu() -> Iterator[None]:
+    """cpu_compat's torch-function mode answers CUDA literals for calls made from the packages
+    named by its MEGATRON_PACKAGE (a `str.startswith` prefix): megatron.training joins
+    megatron.core for the block."""
+    from .. import cpu_compat
+
+    packages = cpu_compat.MEGATRON_PACKAGE
+    packages = packages if isinstance(packages, tuple) else (packages,)
+    with patched(cpu_compat, "MEGATRON_PACKAGE", (*packages, TRAINING_PACKAGE)):
+        yield
+
+
+# CUDA streams and generator state --------------------------------------------------------------
+
+class CpuStream:
+    """A CUDA stream stand-in: work on a CPU is done when the call returns."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def wait_stream(self, stream) -> None:
+        pass
+
+    def wait_event(self, event) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+    def record_event(self, event=None):
+        return event
+
+
+_CPU_STREAM = CpuStream()
+
+
+@contextlib.contextmanager
+def cuda_streams_on_cpu() -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(patched(torch.cuda, "Stream", CpuStream))
+        stack.enter_context(patched(torch.cuda, "stream", lambda stream=None: contextlib.nullcontext()))
+        stack.enter_context(patched(torch.cuda, "current_stream", lambda device=None: _CPU_STREAM))
+        yield
+
+
+@contextlib.contextmanager
+def cuda_rng_state_is_cpu_state() -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(patched(torch.cuda, "get_rng_state",
+                                    lambda device="cuda": torch.get_rng_state()))
+        stack.enter_context(patched(torch.cuda, "set_rng_state",
+                                    lambda new_state, device="cuda": torch.set_rng_state(new_state)))
+        yield
+
+
+@contextlib.contextmanager
+def no_device_architecture() -> Iterator[None]:
+    from megatron.training import arguments
+
+    with patched(arguments, "get_device_arch_version", lambda: 0):
+        yield
+
+
+BRIDGES = (
+    initialize_without_cuda,
+    model_parallel_groups_without_devices,
+    rng_tracker_seeding_without_devices,
+    training_device_literals_on_cpu,
+    cuda_streams_on_cpu,
+    cuda_rng_state_is_cpu_state,
+    no_device_architecture,
+)
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[bool]:
+    """Every bridge for the block, on a machine without CUDA (yields whether they are on);
+    with CUDA nothing changes."""
+    if not cuda_missing():
+        yield False
+        return
+    from .. import cpu_compat
+
+    cpu_compat.install()  # megatron.core's bridges (process-wide, as for our own loop)
+    with contextlib.ExitStack() as stack:
+        for bridge in BRIDGES:
+            stack.enter_context(bridge())
+        yield True
