@@ -126,12 +126,15 @@ def griffin_config(args: argparse.Namespace, vocab_size: int) -> GriffinConfig:
 
 
 def check_griffin_arguments(args: argparse.Namespace) -> None:
-    """Griffin's shape rules (e.g. heads divisible by the TP size), checked before Megatron's
-    own argument checks so that the user reads Griffin's sentence, not an assertion."""
-    architecture = preset_architecture(args.preset)
-    vocab = padded_vocab_size(architecture["vocab_size"], args.make_vocab_size_divisible_by,
-                              args.tensor_model_parallel_size)
-    griffin_config(args, vocab)
+    """Griffin's shape rules (e.g. heads divisible by the TP size), checked right after parsing,
+    before Megatron-LM's own checks, so that the user reads Griffin's sentence."""
+    architecture = architecture_from_args(args)
+    tp = args.tensor_model_parallel_size
+    architecture["vocab_size"] = padded_vocab_size(
+        architecture["vocab_size"], args.make_vocab_size_divisible_by, tp)
+    GriffinConfig(**architecture, tensor_model_parallel_size=tp,
+                  pipeline_model_parallel_size=args.pipeline_model_parallel_size,
+                  sequence_parallel=args.sequence_parallel, use_cpu_initialization=True)
 
 
 def model_config_from_args(args: argparse.Namespace, tokenizer_vocab_size: int):

@@ -22,18 +22,21 @@ bridge by tests/megatron_training/test_cpu_bridges.py:
 - `torch.cuda.get_rng_state` / `set_rng_state` (checkpointed RNG states): the CPU generator,
   which is the generator dropout and initialisation draw from on a CPU.
 - `get_device_arch_version()` in `validate_args` reads the properties of `cuda:0`: no GPU
-  architecture constrains the run, reported as 0.
+  architecture is reported as 0 (pre-Blackwell), and CUDA_DEVICE_MAX_CONNECTIONS=1, which
+  validate_args then asks for with tensor parallelism, is set for the block if unset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from typing import Iterator
 
 import torch
 
 TRAINING_PACKAGE = "megatron.training"
+MAX_CONNECTIONS = "CUDA_DEVICE_MAX_CONNECTIONS"
 
 
 def cuda_missing() -> bool:
@@ -187,8 +190,16 @@ def cuda_rng_state_is_cpu_state() -> Iterator[None]:
 def no_device_architecture() -> Iterator[None]:
     from megatron.training import arguments
 
-    with patched(arguments, "get_device_arch_version", lambda: 0):
-        yield
+    # Architectures before Blackwell (reported here) need one CUDA connection with tensor
+    # parallelism, which validate_args checks in the environment; a CPU has no connections.
+    saved = os.environ.get(MAX_CONNECTIONS)
+    os.environ.setdefault(MAX_CONNECTIONS, "1")
+    try:
+        with patched(arguments, "get_device_arch_version", lambda: 0):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(MAX_CONNECTIONS, None)
 
 
 BRIDGES = (

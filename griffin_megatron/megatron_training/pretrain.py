@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+from pathlib import Path
 from typing import List, Optional
 
 MIN_MEGATRON_CORE = "0.19"
@@ -55,10 +57,20 @@ def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
         sys.argv = [sys.argv[0], *argv]
     args = parse_args(extra_args_provider=add_griffin_arguments)
     apply_preset(args)
-    validate_args(args, {})
     check_griffin_arguments(args)
+    validate_args(args, {})
     set_global_variables(args)
     return args
+
+
+def rejected_arguments(error: AssertionError) -> str:
+    """One sentence for a failed Megatron-LM argument check (bare asserts, often without a
+    message: then the assertion's own source line says what was checked)."""
+    message = str(error).strip()
+    if not message:
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        message = f"`{frame.line}` failed ({Path(frame.filename).name}:{frame.lineno})"
+    return f"Megatron-LM rejected the arguments: {message}"
 
 
 def is_dataset_built_on_rank(vp_stage=None) -> bool:
@@ -130,8 +142,7 @@ def run(argv: Optional[List[str]] = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         except AssertionError as error:
-            # Megatron-LM's argument checks are bare asserts; their message is the sentence.
-            print(f"error: Megatron-LM rejected the arguments: {error}", file=sys.stderr)
+            print(f"error: {rejected_arguments(error)}", file=sys.stderr)
             return 1
         config = pretrain_cfg_container_from_args(args, model_config)
         pretrain(config, train_valid_test_datasets_provider, ModelType.encoder_or_decoder,
