@@ -23,6 +23,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing
 from megatron.core.utils import unwrap_model
 
+from . import compat
 from .config import GriffinConfig
 
 MODEL_RECORD = "griffin_model.json"
@@ -225,7 +226,8 @@ def save_sharded_atomically(
         staging = None
     staging = _broadcast_path(staging)
     try:
-        dist_checkpointing.save(sharded_state_dict, str(staging))
+        with compat.cuda_requests_on_cpu():
+            dist_checkpointing.save(sharded_state_dict, str(staging))
         _barrier()
         if after_write is not None:
             after_write(staging)
@@ -319,7 +321,8 @@ def load_model_checkpoint(
     # maps TE's fused norm weights); only TE's FP8 state has no counterpart.
     if record.get("backend", "local") != getattr(unwrap_model(chunks[0]), "backend", "local"):
         request = _without_extra_state(request)
-    loaded = dist_checkpointing.load(request, str(directory))
+    with compat.cuda_requests_on_cpu():
+        loaded = dist_checkpointing.load(request, str(directory))
     load_model_state(chunks, loaded)
 
 

@@ -23,7 +23,7 @@ from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinea
 from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.identity_op import IdentityOp
-from megatron.core.transformer.mlp import MLP, MLPSubmodules
+from megatron.core.transformer.mlp import MLPSubmodules
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import (
     TransformerBlockSubmodules,
@@ -35,6 +35,7 @@ from megatron.core.transformer.transformer_layer import (
     get_transformer_layer_offset,
 )
 
+from .compat.specs import mlp_slot
 from .config import ATTENTION, RECURRENT, GriffinConfig
 from .modules.conv1d import CausalConv1d
 from .modules.local_attention import BiasFreeColumnParallelLinear, LocalWindowedAttention
@@ -54,8 +55,9 @@ FUSED_NORM_CHECKPOINT_KEYS = {
 }
 
 
-def _residual_layer(norm, temporal: ModuleSpec, mlp_in, mlp_out, keys_map) -> ModuleSpec:
-    """Griffin's residual block; norm=None when the linears after it fuse the norm."""
+def _residual_layer(norm, temporal: ModuleSpec, mlp_in, mlp_out, keys_map, ffn_hidden_size) -> ModuleSpec:
+    """Griffin's residual block; norm=None when the linears after it fuse the norm.
+    ffn_hidden_size: the MLP's hidden width (one branch of the gated MLP)."""
     return ModuleSpec(
         module=TransformerLayer,
         submodules=TransformerLayerSubmodules(
@@ -63,7 +65,7 @@ def _residual_layer(norm, temporal: ModuleSpec, mlp_in, mlp_out, keys_map) -> Mo
             self_attention=temporal,
             self_attn_bda=get_bias_dropout_add,
             pre_mlp_layernorm=norm or IdentityOp,
-            mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out)),
+            mlp=mlp_slot(MLPSubmodules(linear_fc1=mlp_in, linear_fc2=mlp_out), ffn_hidden_size),
             mlp_bda=get_bias_dropout_add,
             sharded_state_dict_keys_map=dict(keys_map),
         ),
@@ -91,35 +93,40 @@ def _attention_block(linear_qkv, core_attention, linear_proj) -> ModuleSpec:
     )
 
 
-def _local_layer_specs() -> Dict[str, ModuleSpec]:
+def _local_layer_specs(ffn_hidden_size: int) -> Dict[str, ModuleSpec]:
     norm, col, row = GriffinRMSNorm, ColumnParallelLinear, RowParallelLinear
     return {
-        RECURRENT: _residual_layer(norm, _recurrent_block(col, row), col, row, {}),
+        RECURRENT: _residual_layer(norm, _recurrent_block(col, row), col, row, {}, ffn_hidden_size),
         ATTENTION: _residual_layer(
             norm,
             _attention_block(BiasFreeColumnParallelLinear, LocalWindowedAttention, row),
             col,
             row,
             {},
+            ffn_hidden_size,
         ),
     }
 
 
-def fused_norm_layer_specs(norm_linear, row_linear, norm_qkv, core_attention) -> Dict[str, ModuleSpec]:
+def fused_norm_layer_specs(
+    norm_linear, row_linear, norm_qkv, core_attention, ffn_hidden_size: int
+) -> Dict[str, ModuleSpec]:
     """Layer specs whose pre-norms are fused into the following column-parallel linear
     (`norm_linear` and, without a bias, `norm_qkv`): the te backend's structure."""
     keys = FUSED_NORM_CHECKPOINT_KEYS
     return {
         RECURRENT: _residual_layer(
-            None, _recurrent_block(norm_linear, row_linear), norm_linear, row_linear, keys
+            None, _recurrent_block(norm_linear, row_linear), norm_linear, row_linear, keys,
+            ffn_hidden_size,
         ),
         ATTENTION: _residual_layer(
-            None, _attention_block(norm_qkv, core_attention, row_linear), norm_linear, row_linear, keys
+            None, _attention_block(norm_qkv, core_attention, row_linear), norm_linear, row_linear,
+            keys, ffn_hidden_size,
         ),
     }
 
 
-def _te_layer_specs() -> Dict[str, ModuleSpec]:
+def _te_layer_specs(ffn_hidden_size: int) -> Dict[str, ModuleSpec]:
     # Imported here: Transformer Engine is needed only when the te backend is built.
     from megatron.core.extensions.transformer_engine import (
         TELayerNormColumnParallelLinear,
@@ -129,6 +136,7 @@ def _te_layer_specs() -> Dict[str, ModuleSpec]:
     from .modules.te_modules import (
         BiasFreeTELayerNormColumnParallelLinear,
         GriffinTEDotProductAttention,
+        ffn_hidden_size,
     )
 
     return fused_norm_layer_specs(
@@ -147,7 +155,8 @@ def _final_norm(backend: str):
     return GriffinRMSNorm
 
 
-_LAYER_SPECS: Dict[str, Callable[[], Dict[str, ModuleSpec]]] = {
+# backend -> (MLP hidden width -> layer spec per layer type)
+_LAYER_SPECS: Dict[str, Callable[[int], Dict[str, ModuleSpec]]] = {
     "local": _local_layer_specs,
     "te": _te_layer_specs,
 }
@@ -167,10 +176,12 @@ def check_backend(backend: str) -> None:
             ) from error
 
 
-def get_griffin_layer_spec(layer_type: str, backend: str = "local") -> ModuleSpec:
-    """The TransformerLayer spec for one layer type ('R' or 'A')."""
+def get_griffin_layer_spec(
+    layer_type: str, config: GriffinConfig, backend: str = "local"
+) -> ModuleSpec:
+    """The TransformerLayer spec for one layer type ('R' or 'A') of the model `config`."""
     check_backend(backend)
-    return _LAYER_SPECS[backend]()[layer_type]
+    return _LAYER_SPECS[backend](config.ffn_hidden_size)[layer_type]
 
 
 def stage_layer_ids(
@@ -197,7 +208,7 @@ def get_griffin_block_spec(
 ) -> TransformerBlockSubmodules:
     """Layer specs of this pipeline stage (and virtual stage), chosen by global layer index."""
     check_backend(backend)
-    specs = _LAYER_SPECS[backend]()
+    specs = _LAYER_SPECS[backend](config.ffn_hidden_size)
     return TransformerBlockSubmodules(
         layer_specs=[specs[config.layer_type(i)] for i in stage_layer_ids(config, vp_stage, pp_rank)],
         layer_norm=_final_norm(backend),

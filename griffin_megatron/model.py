@@ -146,12 +146,15 @@ class GriffinModel(GPTModel):
         padding_mask: Optional[Tensor] = None,
         cache: Optional[GriffinInferenceCache] = None,
         last_token_logits: bool = False,
+        **gpt_model_kwargs,
     ) -> Tensor:
         """input_ids [B, T], position_ids [B, T] (restarting at 0 per document) -> logits
         [B, T, V(/tp)], or the per-token loss [B, T] when labels are given.
 
         cache: a GriffinInferenceCache to continue from and update (generation).
         last_token_logits: return logits [B, 1, V(/tp)] for the last position only.
+        gpt_model_kwargs: keywords that only some Megatron-Core releases' GPTModel.forward takes
+            (0.19: output_processor, output_processor_context), passed on unchanged.
         """
         if attention_mask is not None:
             raise ValueError(
@@ -184,6 +187,7 @@ class GriffinModel(GPTModel):
             runtime_gather_output=runtime_gather_output,
             loss_mask=loss_mask,
             padding_mask=padding_mask,
+            **gpt_model_kwargs,
         )
         if cache is not None:
             cache.advance(seq.tokens_since_start)

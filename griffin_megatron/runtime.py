@@ -13,7 +13,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
-from . import cpu_compat
+from . import compat
 
 
 def default_backend() -> str:
@@ -28,7 +28,7 @@ def ensure_initialized(
 ) -> None:
     """Initialise torch.distributed (one process when no launcher set it up) and Megatron's
     model-parallel groups, unless already done. Idempotent."""
-    cpu_compat.install()
+    compat.install()
     if not dist.is_initialized():
         if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
             if torch.cuda.is_available():

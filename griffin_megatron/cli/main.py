@@ -12,6 +12,8 @@ import os
 import sys
 import warnings
 
+from .. import compat
+
 # subcommand -> module under griffin_megatron.cli providing add_arguments(parser) and run(args)
 COMMANDS = {
     "convert": ("convert", "convert checkpoints between HuggingFace and Megatron formats"),
@@ -52,6 +54,7 @@ def _quiet_third_party_warnings() -> None:
 def main(argv=None) -> int:
     _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
+    compat.install()
     try:
         result = args._run(args)
     except USER_ERRORS as error:

@@ -21,7 +21,6 @@ from megatron.core import parallel_state
 from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
 from torch import Tensor
 
-from .. import cpu_compat
 from ..inference_cache import GriffinInferenceCache
 from .decode_step import DecodeStep
 from .sampling import SamplingParams, sample_next_token
@@ -160,14 +159,14 @@ def stream_generate(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), cpu_compat.paused():
+        with torch.inference_mode():
             for start in range(0, length, chunk):
                 end = min(start + chunk, length)
                 logits = model(ids[:, start:end], positions[:, start:end], cache=cache,
                                last_token_logits=True)
         next_positions = positions[:, -1:] + 1  # [B, 1]
         for step in range(max_new_tokens):
-            with torch.inference_mode(), cpu_compat.paused():
+            with torch.inference_mode():
                 tokens = sample_next_token(_full_vocab_logits(model, logits), params, generator)
                 tokens = _same_on_all_ranks(tokens.masked_fill(finished, PAD_ID))
                 was_finished = finished.tolist()
@@ -175,7 +174,7 @@ def stream_generate(
             yield [None if done else token for done, token in zip(was_finished, tokens.tolist())]
             if step + 1 == max_new_tokens or bool(finished.all()):
                 return
-            with torch.inference_mode(), cpu_compat.paused():
+            with torch.inference_mode():
                 logits = decode(tokens.unsqueeze(1), next_positions, cache=cache)
                 next_positions = next_positions + 1
     finally:

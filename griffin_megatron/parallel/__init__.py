@@ -10,7 +10,7 @@ The pieces a training loop needs, in the order it uses them:
     optimizer.step(); scheduler.step(increment)
     save_checkpoint(dir, chunks, optimizer, scheduler, iteration=it)
 
-Everything runs on GPUs with NCCL and on CPUs with gloo (griffin_megatron.cpu_compat).
+Everything runs on GPUs with NCCL and on CPUs with gloo (griffin_megatron.compat).
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint, training_sharded_state_dict

@@ -25,7 +25,7 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.utils import unwrap_model
 
-from . import megatron_fixes
+from .. import compat
 from ..checkpointing import (
     check_architecture,
     iteration_dir,
@@ -35,7 +35,6 @@ from ..checkpointing import (
     save_sharded_atomically,
 )
 
-megatron_fixes.install()
 
 # How the distributed optimizer lays out its state: by parameter, in model space, so that it
 # reshards across tensor, pipeline and data parallel sizes.
@@ -196,7 +195,8 @@ def load_checkpoint(
         _materialize_optimizer_state(optimizer)
     request = training_sharded_state_dict(chunks, optimizer, scheduler, is_loading=True)
     request.update(_checked_extra_state(extra_state, request))
-    loaded = dist_checkpointing.load(request, str(directory))
+    with compat.cuda_requests_on_cpu():
+        loaded = dist_checkpointing.load(request, str(directory))
     for key, model in zip(_model_keys(len(chunks)), unwrap_model(list(chunks))):
         model.load_state_dict(loaded[key], strict=False)
     if optimizer is not None:

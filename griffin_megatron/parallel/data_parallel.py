@@ -4,7 +4,7 @@ Megatron-Core's DDP keeps gradients in contiguous buffers (`param.main_grad`), r
 across the data-parallel group when `finalize_model_grads` runs (or overlapped with the backward
 pass on GPUs), and feeds the distributed optimizer, which shards optimizer state over the group.
 Its CUDA assumptions (the buffer device, type-name checks in the optimizer) are bridged on CPUs
-by `griffin_megatron.cpu_compat`, so the CPU path is the same code over gloo; only the options
+by `griffin_megatron.compat`, so the CPU path is the same code over gloo; only the options
 that need CUDA streams (overlapping communication with compute) are refused there.
 """
 

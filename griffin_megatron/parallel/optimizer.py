@@ -2,7 +2,7 @@
 
 `get_megatron_optimizer` gives the plain (FP32Optimizer / mixed-precision) optimizer, or with
 `use_distributed_optimizer` the ZeRO-1 DistributedOptimizer that shards optimizer state across
-the data-parallel group. Both run on CPUs too (see griffin_megatron.cpu_compat), so a
+the data-parallel group. Both run on CPUs too (see griffin_megatron.compat), so a
 checkpoint's optimizer state is the same object on every machine.
 """
 
@@ -14,6 +14,8 @@ from megatron.core.optimizer import MegatronOptimizer, OptimizerConfig, get_mega
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.utils import get_model_config
+
+from .. import compat
 
 
 def build_optimizer(chunks: List[MegatronModule], optimizer_config: OptimizerConfig) -> MegatronOptimizer:
@@ -37,7 +39,8 @@ def build_optimizer(chunks: List[MegatronModule], optimizer_config: OptimizerCon
             f" but the DDP wrapper was built with {ddp_config.use_distributed_optimizer}; the "
             "distributed optimizer needs DDP's sharded buffers, so set both the same."
         )
-    return get_megatron_optimizer(optimizer_config, chunks)
+    with compat.cuda_requests_on_cpu():  # Megatron creates its flags with device='cuda'
+        return get_megatron_optimizer(optimizer_config, chunks)
 
 
 def build_scheduler(

@@ -25,7 +25,7 @@ from megatron.core.num_microbatches_calculator import (
     init_num_microbatches_calculator,
 )
 
-from .. import runtime
+from .. import compat, runtime
 from ..parallel import (
     attach_to_schedule,
     build_model_chunks,
@@ -54,6 +54,14 @@ class TrainResult:
 
 def pretrain(args: argparse.Namespace) -> TrainResult:
     """Train as the (already finalised) arguments say. Every rank calls this."""
+    compat.install()
+    # Megatron's schedules, optimizer and checkpointing ask for CUDA in literals; on a CPU the
+    # whole run answers them there.
+    with compat.cuda_requests_on_cpu():
+        return _pretrain(args)
+
+
+def _pretrain(args: argparse.Namespace) -> TrainResult:
     checkpoint.check_save_directory(args)
     # Bad data and model settings fail before any process group exists (all ranks see the same).
     if args.data_path is not None:

@@ -59,7 +59,12 @@ def _entry(rank, world_size, port, result_dir, backend, worker, args):
         torch.cuda.set_device(rank)
     dist.init_process_group(backend, timeout=timedelta(seconds=WORKER_TIMEOUT_S))
     try:
-        result = worker(*args)
+        from griffin_megatron import compat
+
+        compat.install()
+        # Workers drive Megatron's schedules, optimizers and checkpointing themselves.
+        with compat.cuda_requests_on_cpu():
+            result = worker(*args)
         torch.save(result, Path(result_dir) / f"rank{rank}.pt")
     except BaseException:
         (Path(result_dir) / f"rank{rank}.error").write_text(traceback.format_exc())

@@ -33,11 +33,12 @@ def fused_backend(monkeypatch):
     monkeypatch.setitem(
         layer_specs._LAYER_SPECS,
         "te",
-        lambda: layer_specs.fused_norm_layer_specs(
+        lambda ffn_hidden_size: layer_specs.fused_norm_layer_specs(
             FusedNormColumnParallelLinear,
             RowParallelLinear,
             BiasFreeFusedNormColumnParallelLinear,
             LocalWindowedAttention,
+            ffn_hidden_size,
         ),
     )
     monkeypatch.setattr(

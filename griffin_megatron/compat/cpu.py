@@ -1,38 +1,44 @@
-"""Bridges for the places where Megatron-Core 0.16 assumes CUDA, active only without CUDA.
+"""Bridges for the places where Megatron-Core assumes CUDA, active only on a machine without it.
 
-Installed by `griffin_megatron.runtime.ensure_initialized` (and by the training driver) when
-`torch.cuda.is_available()` is False; on a GPU machine `install()` does nothing. With them,
-Megatron-Core's own pipeline schedules, DistributedDataParallel, optimizers (including the
-distributed optimizer) and dist_checkpointing run unchanged on CPUs over gloo.
+With them, Megatron-Core's own pipeline schedules, DistributedDataParallel, optimizers (the
+distributed one too) and dist_checkpointing run unchanged on CPUs over gloo. On a GPU machine
+nothing here is installed. Two parts, both confined to Megatron's own calls:
 
+`install()` (once, by griffin_megatron.compat.install, from the entry points):
 - RNG tracker: Megatron's CudaRNGStatesTracker stores CUDA generator states; on a CPU the
   tracked states are CPU generator states instead (same seeds, same fork semantics).
 - "CUDA" RNG state save/restore (activation recompute's CheckpointFunction): the device
   generator is the CPU generator.
-- `torch.cuda.synchronize()` (checkpoint writer, timers, p2p) has nothing to wait for: a no-op.
-- `torch.cuda.current_device()` is used as a tensor device (DDP grad buffers, schedules, p2p
-  shapes, checkpoint metadata exchange): it names the CPU.
-- CUDA requests written as literals inside megatron.core -- `device="cuda"` (the schedules'
-  token counter, optimizer flags, grad-norm buffers, checkpoint exchange buffers), `.cuda()`,
-  `pin_memory=True`, and type-name checks such as `grad.type() == 'torch.cuda.FloatTensor'`
-  (gradient clipping, distributed optimizer) -- are answered on the CPU by a torch-function
-  mode. It only rewrites calls made from megatron.core's own code: anywhere else a CUDA request
-  on a machine without CUDA still fails as usual.
+- torch.cuda.synchronize / current_device / current_stream / default_stream / Stream / stream /
+  Event answer calls made from Megatron's code with CPU stand-ins (nothing to wait for; the
+  current device is the CPU, which Megatron uses as a tensor device); a call from any other code
+  reaches torch's own function and fails without CUDA as usual.
+
+`cuda_requests_on_cpu()` (a block, entered by the entry points that run Megatron's training
+machinery): CUDA requests written as literals inside Megatron -- `device="cuda"` (the
+schedules' token counter, optimizer flags, grad-norm buffers, checkpoint exchange buffers),
+`.cuda()`, `pin_memory=True`, and type-name checks such as `grad.type() ==
+'torch.cuda.FloatTensor'` (gradient clipping, distributed optimizer) -- are answered on the CPU
+by a torch-function mode. It rewrites only calls made from Megatron's code.
+
+Every Megatron-Core release the project supports (0.16 to 0.19) needs these on a CPU; they are
+gated on the absence of CUDA, not on a version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
+import threading
 
 import torch
 from megatron.core.tensor_parallel import random as megatron_random
 from torch.overrides import TorchFunctionMode
 
-MEGATRON_PACKAGE = "megatron.core"
+MEGATRON_PACKAGES = ("megatron.core", "megatron.training")
 
 _installed = False
-_mode = None
 
 
 class CpuRNGStatesTracker(megatron_random.CudaRNGStatesTracker):
@@ -83,9 +89,81 @@ def _install_rng_state_functions() -> None:
     megatron_random._set_cuda_rng_state = _set_cpu_generator_state
 
 
+class _CpuStream:
+    """What Megatron asks of a CUDA stream, on a machine whose work is already in order."""
+
+    def wait_event(self, event):
+        pass
+
+    def wait_stream(self, stream):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def record_event(self, event=None):
+        return event or _CpuEvent()
+
+    def query(self):
+        return True
+
+
+class _CpuEvent:
+    """What Megatron asks of a CUDA event (timers, grad-sync readiness)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def record(self, stream=None):
+        pass
+
+    def wait(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def query(self):
+        return True
+
+    def elapsed_time(self, other):
+        return 0.0
+
+
+# torch.cuda function -> what it gives a caller inside Megatron on a machine without CUDA.
+# `current_device()` names the CPU because Megatron uses it as a tensor device (DDP buffers,
+# schedules, p2p shapes, checkpoint metadata exchange). Megatron-Core 0.19 calls
+# `current_stream()` on every gradient sync (param_and_grad_buffer.start_grad_sync).
+_CPU_STAND_INS = {
+    "synchronize": lambda device=None: None,
+    "current_device": lambda: "cpu",
+    "current_stream": lambda device=None: _CpuStream(),
+    "default_stream": lambda device=None: _CpuStream(),
+    "Stream": lambda *args, **kwargs: _CpuStream(),
+    "Event": _CpuEvent,
+    "stream": lambda stream=None: contextlib.nullcontext(),
+}
+_ORIGINAL_CUDA = {}
+
+
+def _scoped_to_megatron(name):
+    """torch.cuda.<name> that answers Megatron's calls with the CPU stand-in and everybody
+    else's with torch's own function (which fails without CUDA, as it should)."""
+    original, stand_in = getattr(torch.cuda, name), _CPU_STAND_INS[name]
+
+    @functools.wraps(original)
+    def dispatch(*args, **kwargs):
+        if _called_from_megatron(depth=1):
+            return stand_in(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    return original, dispatch
+
+
 def _install_cuda_device_stand_ins() -> None:
-    torch.cuda.synchronize = lambda device=None: None
-    torch.cuda.current_device = lambda: "cpu"
+    for name in _CPU_STAND_INS:
+        _ORIGINAL_CUDA[name], dispatch = _scoped_to_megatron(name)
+        setattr(torch.cuda, name, dispatch)
 
 
 def _is_cuda_device(device) -> bool:
@@ -98,14 +176,16 @@ def _is_cuda_device(device) -> bool:
     return isinstance(device, torch.device) and device.type == "cuda"
 
 
-def _called_from_megatron() -> bool:
-    """Whether the torch call being handled was made by megatron.core's code (frames of torch's
-    own Python wrappers in between are skipped)."""
-    frame = sys._getframe(2)  # 0: this function, 1: __torch_function__, 2: the caller
+def _called_from_megatron(depth: int = 1) -> bool:
+    """Whether the torch call being handled was made by Megatron's code (megatron.core, or
+    megatron.training from 0.18 on); frames of torch's own Python wrappers in between are
+    skipped. `depth` is how many frames separate the caller of this function from the call
+    being judged (1: the handler was called by it directly)."""
+    frame = sys._getframe(depth + 1)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if not (module == "torch" or module.startswith("torch.")):
-            return module.startswith(MEGATRON_PACKAGE)
+            return module.startswith(MEGATRON_PACKAGES)
         frame = frame.f_back
     return False
 
@@ -152,27 +232,31 @@ class MegatronCudaRequestsOnCpu(TorchFunctionMode):
         })
 
 
-def _install_cuda_request_mode() -> None:
-    global _mode
-    _mode = MegatronCudaRequestsOnCpu()
-    # Entered for good: the mode stays on this thread's torch-function stack.
-    _mode.__enter__()
+_request_mode = threading.local()
 
 
 @contextlib.contextmanager
-def paused():
-    """Run a block without the torch-function mode: for our own code that never takes
-    Megatron-Core's CUDA-literal paths (generation, where a token step is hundreds of small ops
-    and the mode's Python call on each was a third of the step's time on a CPU)."""
-    if _mode is None or torch.overrides._get_current_function_mode() is not _mode:
-        yield  # not installed, or another mode entered above ours: leave the stack alone
-        return
-    with torch.overrides._pop_mode_temporarily():
+def cuda_requests_on_cpu():
+    """Inside this block, Megatron's literal CUDA requests are answered on the CPU (re-entrant;
+    does nothing where CUDA is available).
+
+    The entry points that run Megatron's schedules, optimizers or checkpointing on a CPU enter
+    it: the training loop, checkpoint save and load, `convert`. Outside it (generation, where a
+    token step is hundreds of small ops) no torch call pays for the mode."""
+    if torch.cuda.is_available() or getattr(_request_mode, "depth", 0):
         yield
+        return
+    _request_mode.depth = 1
+    try:
+        with MegatronCudaRequestsOnCpu():
+            yield
+    finally:
+        _request_mode.depth = 0
 
 
 def install() -> bool:
-    """Install every bridge once; returns True when active (no CUDA)."""
+    """Install the CPU bridges once (the RNG tracker, the RNG-state functions and the
+    Megatron-scoped torch.cuda stand-ins); returns True when they are active (no CUDA)."""
     global _installed
     if torch.cuda.is_available():
         return False
@@ -180,7 +264,6 @@ def install() -> bool:
         _install_rng_tracker()
         _install_rng_state_functions()
         _install_cuda_device_stand_ins()
-        _install_cuda_request_mode()
         _installed = True
     return True
 

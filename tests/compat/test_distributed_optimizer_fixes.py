@@ -1,6 +1,6 @@
-"""The in-process fixes for Megatron-Core 0.16.1's distributed-optimizer checkpoints
-(griffin_megatron.parallel.megatron_fixes): each unfixed method still shows its bug on the
-installed version, and the fixed one does not. One process, a tiny Hawk whose gradient buffer is
+"""The in-process fixes for the distributed-optimizer checkpoints of Megatron-Core 0.16 to 0.19
+(griffin_megatron.compat.distributed_optimizer): each unfixed method still shows its bug on the
+installed release, and the fixed one does not. One process, a tiny Hawk whose gradient buffer is
 split into two buckets, one optimizer step."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.utils import unwrap_model
 
-from griffin_megatron import runtime
+from griffin_megatron import compat, runtime
 from griffin_megatron.parallel import (
     attach_to_schedule,
     build_model_chunks,
@@ -24,7 +24,7 @@ from griffin_megatron.parallel import (
     save_checkpoint,
 )
 from griffin_megatron.parallel import checkpoint as checkpoint_module
-from griffin_megatron.parallel.megatron_fixes import ORIGINAL, install
+from griffin_megatron.compat.distributed_optimizer import ORIGINAL, install
 from griffin_megatron.presets import get_preset
 
 FULLY_RESHARDABLE = dict(checkpoint_module.OPTIMIZER_SHARDING_METADATA)
@@ -65,6 +65,22 @@ def inner(optimizer) -> DistributedOptimizer:
 def steps(optimizer) -> list:
     opt = inner(optimizer).optimizer
     return [opt.state[p]["step"] for group in opt.param_groups for p in group["params"]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cuda_requests_on_cpu():
+    with compat.cuda_requests_on_cpu():
+        yield
+
+
+def test_fixes_apply_only_to_the_affected_releases(monkeypatch):
+    from griffin_megatron.compat import distributed_optimizer, versions
+
+    monkeypatch.setattr(distributed_optimizer, "DistributedOptimizer", type("Stub", (), {}))
+    for release, affected in (((0, 15, 0), False), ((0, 16, 1), True), ((0, 19, 2), True),
+                              ((0, 20, 0), False)):
+        monkeypatch.setattr(versions, "megatron_core_version", lambda r=release: r)
+        assert distributed_optimizer.install() is affected
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""Three fixes for Megatron-Core 0.16.1's distributed optimizer checkpoints, applied in-process.
+"""Three fixes for the distributed optimizer's checkpoints of Megatron-Core 0.16 to 0.19, in-process.
 
-Both concern the `fully_reshardable` format, the one that lets optimizer state move between
+All concern the `fully_reshardable` format, the one that lets optimizer state move between
 tensor, pipeline and data-parallel layouts (parallel/checkpoint.py uses it).
 
 1. Saving reads parameters past the first gradient bucket at the wrong offsets (upstream
@@ -21,9 +21,11 @@ tensor, pipeline and data-parallel layouts (parallel/checkpoint.py uses it).
    the number of parameters per iteration and the bias corrections are wrong (a resumed run
    diverges from the uninterrupted one). The fix gives each parameter its own copy.
 
-`install()` is idempotent and applies only to megatron-core 0.16.x (pyproject pins < 0.17).
-tests/parallel/test_megatron_fixes.py shows each unfixed method still failing, so a fix can be
-dropped once the installed Megatron-Core ships its own.
+All three were measured present in 0.16.1, 0.17.1, 0.18.2 and 0.19.2, so `install()` applies them
+to releases in [0.16, 0.20) only: a later release gets Megatron-Core's own methods.
+tests/parallel/test_compat_distributed_optimizer.py shows each unfixed method still failing on
+the installed release, so a fix whose test starts failing there can be dropped. The same fixes
+as source patches, for a Megatron-LM tree: patches/megatron-core-*-distopt-*.patch.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import functools
 
 import torch
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
-from megatron.core.package_info import __version__ as MEGATRON_CORE_VERSION
+from .versions import megatron_core_in
 
-FIXED_VERSIONS = ("0.16.",)
+AFFECTED_RELEASES = ((0, 16), (0, 20))  # measured in 0.16.1, 0.17.1, 0.18.2, 0.19.2
 STATE_KEYS = ("param", "exp_avg", "exp_avg_sq")
 
 ORIGINAL = {
@@ -66,7 +68,9 @@ def sharded_param_state_fully_reshardable(self, *args, **kwargs):
         for gbuf_idx, buffer in enumerate(self.buffers):
             for world_tensors in state[gbuf_idx].values():
                 for key in STATE_KEYS:
-                    if key in world_tensors:
+                    # Already in buffer coordinates where the release (or a patched source
+                    # tree) lays the state out itself: then the packed size is the buffer's.
+                    if key in world_tensors and world_tensors[key].numel() != buffer.numel:
                         world_tensors[key] = _in_buffer_coordinates(world_tensors[key], buffer)
         return state
 
@@ -104,7 +108,7 @@ def load_state_dict(self, state_dict):
 
 def install() -> bool:
     """Apply the fixes when this megatron-core needs them; returns whether they are in place."""
-    if not MEGATRON_CORE_VERSION.startswith(FIXED_VERSIONS):
+    if not megatron_core_in(*AFFECTED_RELEASES):
         return False
     DistributedOptimizer.sharded_param_state_fully_reshardable = sharded_param_state_fully_reshardable
     DistributedOptimizer._set_main_param_and_optimizer_states = _set_main_param_and_optimizer_states

@@ -1,7 +1,8 @@
-"""The CPU bridges for Megatron-Core's CUDA assumptions (griffin_megatron.cpu_compat).
+"""The CPU bridges for Megatron-Core's CUDA assumptions (griffin_megatron.compat.cpu).
 
-Each bridge is exercised through the Megatron-Core code that needs it, and the torch-function
-mode is shown to touch only calls made from megatron.core.
+Each bridge is exercised through the Megatron-Core code that needs it, the torch.cuda stand-ins
+and the torch-function mode are shown to touch only calls made from Megatron, and the mode only
+inside its block.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32, get
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
-from griffin_megatron import cpu_compat, runtime
+from griffin_megatron import compat, runtime
+from griffin_megatron.compat import cpu
 from griffin_megatron.parallel import (
     attach_to_schedule,
     average_lm_loss,
@@ -33,16 +35,40 @@ def megatron_state():
     runtime.ensure_initialized()
 
 
+@pytest.fixture
+def cuda_requests_on_cpu():
+    with compat.cuda_requests_on_cpu():
+        yield
+
+
 def run_as(module_name: str, source: str, **names):
     """Evaluate `source` as if written in module `module_name`."""
     return eval(compile(source, f"<{module_name}>", "eval"), {"__name__": module_name, "torch": torch, **names})
 
 
 def test_install_is_active_and_idempotent():
-    assert cpu_compat.install() and cpu_compat.install()
-    assert cpu_compat.is_active()
-    assert torch.cuda.current_device() == "cpu"
-    torch.cuda.synchronize()  # nothing to wait for
+    assert cpu.install() and cpu.install()
+    assert cpu.is_active()
+    assert "CPU bridges" in compat.applied()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "torch.cuda.current_device()",
+        "torch.cuda.synchronize()",
+        "torch.cuda.current_stream().wait_event(torch.cuda.Event())",
+        "torch.cuda.stream(torch.cuda.Stream()).__enter__()",
+    ],
+)
+def test_torch_cuda_stand_ins_answer_megatron_only(source):
+    run_as("megatron.core.distributed.param_and_grad_buffer", source)  # no error
+    with pytest.raises((AssertionError, RuntimeError)):
+        run_as("somebody.else", source)
+
+
+def test_current_device_is_the_cpu_for_megatron():
+    assert run_as("megatron.core.distributed.param_and_grad_buffer", "torch.cuda.current_device()") == "cpu"
 
 
 @pytest.mark.parametrize(
@@ -56,32 +82,35 @@ def test_install_is_active_and_idempotent():
         "torch.zeros(2, device=0, pin_memory=True)",
     ],
 )
-def test_megatron_cuda_literals_land_on_the_cpu(source):
+def test_megatron_cuda_literals_land_on_the_cpu(source, cuda_requests_on_cpu):
     assert run_as("megatron.core.pipeline_parallel.schedules", source).device.type == "cpu"
 
 
-def test_paused_lifts_the_mode_for_a_block_only():
+def test_the_mode_acts_inside_its_block_only():
     cuda_literal = "torch.zeros(2, device='cuda')"
-    with cpu_compat.paused():
-        assert torch.overrides._get_current_function_mode() is None
-        with pytest.raises((RuntimeError, AssertionError)):
-            run_as("megatron.core.pipeline_parallel.schedules", cuda_literal)
-    assert run_as("megatron.core.pipeline_parallel.schedules", cuda_literal).device.type == "cpu"
+    with pytest.raises((RuntimeError, AssertionError)):
+        run_as("megatron.core.pipeline_parallel.schedules", cuda_literal)
+    with compat.cuda_requests_on_cpu():
+        with compat.cuda_requests_on_cpu():  # re-entrant
+            assert run_as("megatron.core.pipeline_parallel.schedules", cuda_literal).device.type == "cpu"
+        assert run_as("megatron.core.pipeline_parallel.schedules", cuda_literal).device.type == "cpu"
+    with pytest.raises((RuntimeError, AssertionError)):
+        run_as("megatron.core.pipeline_parallel.schedules", cuda_literal)
 
 
-def test_cuda_requests_outside_megatron_still_fail():
+def test_cuda_requests_outside_megatron_still_fail(cuda_requests_on_cpu):
     with pytest.raises((AssertionError, RuntimeError)):
         run_as("somebody.else", "torch.zeros(1, device='cuda')")
 
 
-def test_type_names_read_as_on_a_gpu_only_for_megatron():
+def test_type_names_read_as_on_a_gpu_only_for_megatron(cuda_requests_on_cpu):
     t = torch.ones(2)
     assert run_as("megatron.core.optimizer.clip_grads", "t.type()", t=t) == "torch.cuda.FloatTensor"
     assert run_as("megatron.core.optimizer.clip_grads", "t.type('torch.cuda.HalfTensor')", t=t).dtype == torch.float16
     assert t.type() == "torch.FloatTensor"
 
 
-def test_grad_norm_and_clipping_run_on_cpu_tensors():
+def test_grad_norm_and_clipping_run_on_cpu_tensors(cuda_requests_on_cpu):
     grads = [torch.full((3,), 3.0), torch.full((4,), 4.0)]
     norm = get_grad_norm_fp32(grads)
     assert norm == pytest.approx(torch.cat(grads).norm().item())
@@ -120,7 +149,7 @@ def test_recompute_restores_the_rng_streams():
     assert 0 < (x.grad == 0).sum() < x.numel()  # dropout really dropped some
 
 
-def test_schedule_ddp_and_optimizer_step_on_cpu():
+def test_schedule_ddp_and_optimizer_step_on_cpu(cuda_requests_on_cpu):
     """Megatron's no-pipelining schedule (token counter), DDP's grad buffers (current device)
     and the FP32 optimizer with clipping (CUDA flags, type checks) in one training step."""
     config = get_preset("hawk-tiny", use_cpu_initialization=True, calculate_per_token_loss=True)

@@ -1,0 +1,72 @@
+"""Everything that depends on the Megatron-Core release, or on running it without CUDA.
+
+Nothing here acts on import. The entry points (the command line, `runtime.ensure_initialized`,
+the Megatron `pretrain()` script) call `install()` once; it applies exactly the pieces that the
+installed release and machine need, each gated on the releases it was measured on or on the
+absence of CUDA:
+
+| piece | file | applies to |
+|---|---|---|
+| distributed-optimizer checkpoint fixes (upstream #5077, `KeyError: 'step'`, shared `step`) | `distributed_optimizer.py` | megatron-core 0.16-0.19 |
+| RNG tracker, RNG-state functions, Megatron-scoped torch.cuda stand-ins | `cpu.py` `install` | no CUDA |
+| Megatron's literal CUDA requests on the CPU, within a block | `cpu.py` `cuda_requests_on_cpu` | no CUDA |
+| the `mlp` slot of layer specs | `specs.py` | form chosen by what the release's MLP offers |
+
+The same upstream fixes as source patches (for a Megatron-LM tree, and for upstream): `patches/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import List
+
+from .versions import SUPPORTED, has_megatron_training, megatron_core_in, megatron_core_version
+
+logger = logging.getLogger(__name__)
+
+_applied: List[str] = []
+
+
+def install() -> List[str]:
+    """Apply, once, every piece that this Megatron-Core release and machine need; returns their
+    names. Idempotent."""
+    if _applied:
+        return list(_applied)
+    from . import cpu, distributed_optimizer
+
+    if not megatron_core_in(*SUPPORTED):
+        version = ".".join(map(str, megatron_core_version()))
+        logger.warning(
+            "megatron-core %s is outside the releases griffin-megatron is tested on (0.16 to "
+            "0.19); its version-specific fixes are left out.", version
+        )
+    if distributed_optimizer.install():
+        _applied.append("distributed-optimizer checkpoint fixes")
+    if cpu.install():
+        _applied.append("CPU bridges")
+    _applied.append("")  # marks "ran", also when nothing applied
+    return applied()
+
+
+def applied() -> List[str]:
+    """Names of the pieces `install()` applied in this process."""
+    return [name for name in _applied if name]
+
+
+def cuda_requests_on_cpu():
+    """A block inside which Megatron's literal CUDA requests are answered on the CPU (see
+    cpu.cuda_requests_on_cpu); does nothing where CUDA is available."""
+    from .cpu import cuda_requests_on_cpu as block
+
+    return block()
+
+
+__all__ = [
+    "SUPPORTED",
+    "applied",
+    "cuda_requests_on_cpu",
+    "has_megatron_training",
+    "install",
+    "megatron_core_in",
+    "megatron_core_version",
+]
