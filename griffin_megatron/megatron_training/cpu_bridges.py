@@ -1,10 +1,11 @@
 """Bridges that let `megatron.training.pretrain()` (megatron-core 0.19) run on CPUs over gloo.
 
-Megatron-Core's own CUDA assumptions (RNG tracker, `torch.cuda.current_device()`, device
-literals inside megatron.core) are bridged by griffin_megatron.cpu_compat, as for
-`griffin-megatron train`. Megatron-LM's training loop adds these, each bridged here only while
-`installed()` is active, only on a machine without CUDA, and each shown failing without its
-bridge by tests/megatron_training/test_cpu_bridges.py:
+griffin_megatron.compat bridges what Megatron-Core and Megatron-LM's loop share (the RNG
+tracker, `torch.cuda.current_device/synchronize/Stream/stream/current_stream` for Megatron's
+code, and `device="cuda"` literals, `.cuda()` and `torch.cuda.*Tensor` type checks inside
+megatron.core and megatron.training). Megatron-LM's training loop adds these, each bridged here
+only while `installed()` is active, only on a machine without CUDA, and each shown failing
+without its bridge by tests/megatron_training/test_cpu_bridges.py:
 
 - `initialize_megatron` asserts CUDA unless `allow_no_cuda=True`, which `pretrain()` never
   passes: pretrain's call gets `allow_no_cuda=True`.
@@ -12,16 +13,10 @@ bridge by tests/megatron_training/test_cpu_bridges.py:
   `torch.cuda.device_count() > 0`: without devices they are created afterwards with the same
   sizes.
 - `_set_random_seed` seeds the model-parallel RNG tracker only when `device_count() > 0`:
-  without devices the tracker gets the same seed Megatron-LM would give it.
-- `device="cuda"` literals, `.cuda()` and `torch.cuda.*Tensor` type checks in megatron.training
-  (start-time all-reduces, loss and grad-norm buffers, timers): cpu_compat's torch-function
-  mode answers them on the CPU for megatron.training's code as it does for megatron.core's.
-- `torch.cuda.Stream`, `torch.cuda.stream` and `torch.cuda.current_stream` (DDP wrapping in
-  `models/dist_utils.py`; grad sync in megatron.core 0.19's `start_grad_sync`): one CPU stream
-  stand-in whose waits and syncs have nothing to wait for.
-- `torch.cuda.get_rng_state` / `set_rng_state` (checkpointed RNG states): the CPU generator,
-  which is the generator dropout and initialisation draw from on a CPU.
-- `get_device_arch_version()` in `validate_args` reads the properties of `cuda:0`: no GPU
+  without devices the tracker gets the seed Megatron-LM gives it on GPUs.
+- `torch.cuda.get_rng_state` / `set_rng_state` (the RNG states in every checkpoint): the CPU
+  generator, which is the generator dropout and initialisation draw from on a CPU.
+- `get_device_arch_version()` in `validate_args` reads the properties of `cuda:0`: the
   architecture is reported as 0 (pre-Blackwell), and CUDA_DEVICE_MAX_CONNECTIONS=1, which
   validate_args then asks for with tensor parallelism, is set for the block if unset.
 """
@@ -35,7 +30,6 @@ from typing import Iterator
 
 import torch
 
-TRAINING_PACKAGE = "megatron.training"
 MAX_CONNECTIONS = "CUDA_DEVICE_MAX_CONNECTIONS"
 
 
@@ -128,53 +122,7 @@ def rng_tracker_seeding_without_devices() -> Iterator[None]:
         yield
 
 
-# device literals in megatron.training ----------------------------------------------------------
-
-@contextlib.contextmanager
-def training_device_literals_on_cpu() -> Iterator[None]:
-    """cpu_compat's torch-function mode answers CUDA literals for calls made from the packages
-    named by its MEGATRON_PACKAGE (a `str.startswith` prefix): megatron.training joins
-    megatron.core for the block."""
-    from .. import cpu_compat
-
-    packages = cpu_compat.MEGATRON_PACKAGE
-    packages = packages if isinstance(packages, tuple) else (packages,)
-    with patched(cpu_compat, "MEGATRON_PACKAGE", (*packages, TRAINING_PACKAGE)):
-        yield
-
-
-# CUDA streams and generator state --------------------------------------------------------------
-
-class CpuStream:
-    """A CUDA stream stand-in: work on a CPU is done when the call returns."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def wait_stream(self, stream) -> None:
-        pass
-
-    def wait_event(self, event) -> None:
-        pass
-
-    def synchronize(self) -> None:
-        pass
-
-    def record_event(self, event=None):
-        return event
-
-
-_CPU_STREAM = CpuStream()
-
-
-@contextlib.contextmanager
-def cuda_streams_on_cpu() -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(patched(torch.cuda, "Stream", CpuStream))
-        stack.enter_context(patched(torch.cuda, "stream", lambda stream=None: contextlib.nullcontext()))
-        stack.enter_context(patched(torch.cuda, "current_stream", lambda device=None: _CPU_STREAM))
-        yield
-
+# generator state and device architecture ------------------------------------------------------
 
 @contextlib.contextmanager
 def cuda_rng_state_is_cpu_state() -> Iterator[None]:
@@ -206,8 +154,6 @@ BRIDGES = (
     initialize_without_cuda,
     model_parallel_groups_without_devices,
     rng_tracker_seeding_without_devices,
-    training_device_literals_on_cpu,
-    cuda_streams_on_cpu,
     cuda_rng_state_is_cpu_state,
     no_device_architecture,
 )
@@ -220,10 +166,11 @@ def installed() -> Iterator[bool]:
     if not cuda_missing():
         yield False
         return
-    from .. import cpu_compat
+    from .. import compat
 
-    cpu_compat.install()  # megatron.core's bridges (process-wide, as for our own loop)
+    compat.install()  # RNG tracker and torch.cuda stand-ins for Megatron's code (process-wide)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(compat.cuda_requests_on_cpu())
         for bridge in BRIDGES:
             stack.enter_context(bridge())
         yield True
