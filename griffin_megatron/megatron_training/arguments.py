@@ -134,7 +134,8 @@ def check_griffin_arguments(args: argparse.Namespace) -> None:
         architecture["vocab_size"], args.make_vocab_size_divisible_by, tp)
     GriffinConfig(**architecture, tensor_model_parallel_size=tp,
                   pipeline_model_parallel_size=args.pipeline_model_parallel_size,
-                  sequence_parallel=args.sequence_parallel, use_cpu_initialization=True)
+                  sequence_parallel=args.sequence_parallel, use_cpu_initialization=True,
+                  pipeline_dtype=torch.float32)  # any dtype: only the shapes are checked here
 
 
 def model_config_from_args(args: argparse.Namespace, tokenizer_vocab_size: int):

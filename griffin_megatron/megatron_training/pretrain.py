@@ -129,7 +129,6 @@ def run(argv: Optional[List[str]] = None) -> int:
     from megatron.training.argument_utils import pretrain_cfg_container_from_args
     from megatron.training.training import pretrain
 
-    from ..config import GriffinConfigError
     from ..parallel.forward_step import forward_step
     from . import cpu_bridges, upstream_fixes
     from .arguments import model_config_from_args
@@ -138,7 +137,8 @@ def run(argv: Optional[List[str]] = None) -> int:
         try:
             args = parse_arguments(argv)
             model_config = model_config_from_args(args, get_tokenizer().vocab_size)
-        except GriffinConfigError as error:
+        except ValueError as error:
+            # GriffinConfig's sentences, and TransformerConfig's ValueErrors (also one sentence).
             print(f"error: {error}", file=sys.stderr)
             return 1
         except AssertionError as error:
