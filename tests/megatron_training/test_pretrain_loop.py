@@ -101,10 +101,17 @@ def _cli(*args, cwd):
                           env=environment(), capture_output=True, text=True, timeout=600)
 
 
+HF_LOGITS = """
+import sys, torch
+from transformers import RecurrentGemmaForCausalLM
+model = RecurrentGemmaForCausalLM.from_pretrained(sys.argv[1]).eval()
+with torch.no_grad():
+    torch.save(model(torch.load(sys.argv[2])).logits.float(), sys.argv[3])
+"""
+
+
 def test_pretrain_checkpoint_to_hf_and_generate(tp2_checkpoint, corpus, tmp_path,
                                                  megatron_single_process):
-    from transformers import RecurrentGemmaForCausalLM
-
     from griffin_megatron.checkpointing import build_model_from_checkpoint
 
     checkpoint, _ = tp2_checkpoint
@@ -112,13 +119,17 @@ def test_pretrain_checkpoint_to_hf_and_generate(tp2_checkpoint, corpus, tmp_path
     converted = _cli("convert", "mcore-to-hf", "--ckpt", str(checkpoint), "--out", str(hf_dir),
                      cwd=tmp_path)
     assert converted.returncode == 0, converted.stderr[-3000:]
-    hf = RecurrentGemmaForCausalLM.from_pretrained(hf_dir).eval()
-    ours = build_model_from_checkpoint(checkpoint).eval()
     tokens = torch.randint(0, 320, (2, 48), generator=torch.Generator().manual_seed(0))
-    positions = torch.arange(48).expand(2, 48)
+    torch.save(tokens, tmp_path / "tokens.pt")
+    # transformers in a process of its own, as a user loads the export (no Megatron there).
+    hf = subprocess.run([sys.executable, "-c", HF_LOGITS, str(hf_dir), str(tmp_path / "tokens.pt"),
+                         str(tmp_path / "hf_logits.pt")], env=environment(), capture_output=True,
+                        text=True, timeout=600)
+    assert hf.returncode == 0, hf.stderr[-3000:]
+    got = torch.load(tmp_path / "hf_logits.pt")
+    ours = build_model_from_checkpoint(checkpoint).eval()
     with torch.no_grad():
-        expected = ours(tokens, positions).float()
-        got = hf(tokens).logits.float()
+        expected = ours(tokens, torch.arange(48).expand(2, 48)).float()
     assert torch.linalg.norm(got - expected) <= 1e-5 * torch.linalg.norm(expected)
 
     generated = _cli("generate", "--load", str(checkpoint), "--tokenizer", str(corpus.parent),
