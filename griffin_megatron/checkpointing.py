@@ -71,9 +71,25 @@ def model_record(config: GriffinConfig, backend: str, **extra) -> dict:
     }
 
 
+def megatron_training_record(directory: Union[str, Path]) -> Optional[dict]:
+    """The record of a checkpoint written by Megatron-LM's `pretrain()` for Griffin
+    (griffin_megatron.megatron_training): Megatron-LM keeps the run's arguments in the
+    checkpoint's common state, and our entry point adds the record to them. None for any other
+    directory."""
+    from .megatron_training.arguments import RECORD_ARG
+
+    if not dist_checkpointing.check_is_distributed_checkpoint(str(directory)):
+        return None
+    common = dist_checkpointing.load_common_state_dict(str(directory))
+    return getattr(common.get("args"), RECORD_ARG, None) if isinstance(common, dict) else None
+
+
 def read_model_record(directory: Union[str, Path]) -> dict:
     path = Path(directory) / MODEL_RECORD
     if not path.is_file():
+        record = megatron_training_record(directory)
+        if record is not None:
+            return record
         raise CheckpointError(
             f"{directory} is not a griffin-megatron checkpoint (no {MODEL_RECORD}); pass a "
             "directory written by `griffin-megatron train --save` or `convert hf-to-mcore`."
