@@ -11,6 +11,8 @@ absence of CUDA:
 | RNG tracker, RNG-state functions, Megatron-scoped torch.cuda stand-ins | `cpu.py` `install` | no CUDA |
 | Megatron's literal CUDA requests on the CPU, within a block | `cpu.py` `cuda_requests_on_cpu` | no CUDA |
 | the `mlp` slot of layer specs | `specs.py` | form chosen by what the release's MLP offers |
+| `megatron.training` on a CPU (initialize, groups and RNG seeding without devices, CUDA RNG state, device architecture) | `megatron_training_cpu.py`, entered by the `pretrain()` entry script | no CUDA, 0.18+ |
+| `megatron.training` fixes (no `make` for compiled dataset helpers; `no_grad` in the dp-reshardable load) | `megatron_training_fixes.py`, same | 0.18-0.19 |
 
 The same upstream fixes as source patches (for a Megatron-LM tree, and for upstream): `patches/`.
 """

@@ -130,7 +130,8 @@ def run(argv: Optional[List[str]] = None) -> int:
     from megatron.training.training import pretrain
 
     from ..parallel.forward_step import forward_step
-    from . import cpu_bridges, upstream_fixes
+    from ..compat import megatron_training_cpu as cpu_bridges
+    from ..compat import megatron_training_fixes as upstream_fixes
     from .arguments import model_config_from_args
 
     with cpu_bridges.installed(), upstream_fixes.installed():

@@ -39,7 +39,8 @@ def main() -> int:
     from megatron.training import arguments, global_vars, initialize, training
 
     from griffin_megatron import compat
-    from griffin_megatron.megatron_training import cpu_bridges, upstream_fixes
+    from griffin_megatron.compat import megatron_training_cpu as cpu_bridges
+    from griffin_megatron.compat import megatron_training_fixes as upstream_fixes
 
     compat.install()
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
