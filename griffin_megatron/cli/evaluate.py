@@ -71,7 +71,7 @@ def _sequences(args: argparse.Namespace):
             tokenizer=args.tokenizer,
         )
     from ..evaluation.loading import tokenizer_dir
-    from ..generation import load_tokenizer
+    from ..generation import load_generation_tokenizer as load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
     sequences = text_file_sequences(args.text_files, tokenizer.encode, args.seq_length)

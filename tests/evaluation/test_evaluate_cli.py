@@ -10,7 +10,7 @@ import torch
 from tiny_checkpoint import convert_to_checkpoint, random_text, write_hf_dir
 
 from griffin_megatron.cli.main import main
-from griffin_megatron.generation import load_tokenizer
+from griffin_megatron.generation import load_generation_tokenizer as load_tokenizer
 from griffin_megatron.interop.hf import from_hf
 
 RTOL = 1e-5
