@@ -62,6 +62,6 @@ def test_installed_package_ships_its_recipes(tmp_path):
     assert trained.returncode == 2, trained.stdout[-2000:] + trained.stderr[-3000:]
     assert trained.stderr.strip().splitlines()[-1] == (
         "griffin-megatron train: error: the layout breaks rule 'gpus': 1 GPUs is not a multiple "
-        "of tensor x pipeline parallel size = 4 x 1 = 4 (GPUs = TP x PP x DP); launch a multiple "
-        "of their product.")
+        "of tensor x pipeline x context parallel size = 4 x 1 x 1 = 4 (GPUs = TP x PP x CP x DP); "
+        "launch a multiple of their product.")
     assert list(work.iterdir()) == []
