@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -53,6 +54,9 @@ def _quiet_third_party_warnings() -> None:
     warnings.filterwarnings("ignore", message="full scope is deprecated.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="When using async grad allreduce.*")
+    # A CUDA build of torch on a machine without a GPU logs "No CUDA runtime is found" when
+    # Megatron imports torch.utils.cpp_extension; nothing here compiles extensions.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def main(argv=None) -> int:
