@@ -50,7 +50,11 @@ DAMAGE = {
     "truncated shard": (lambda d: _truncate(_shard(d)), "bytes where"),
     "missing shard": (lambda d: _shard(d).unlink(), "is missing"),
     "garbage .metadata": (lambda d: (d / ".metadata").write_bytes(b"garbage"), "bytes where"),
-    "truncated common.pt": (lambda d: _truncate(d / "common.pt"), "bytes where"),
+    # Megatron-Core 0.16 keeps the common state in common.pt; 0.19 writes none (it is in the
+    # shards) and has metadata.json beside them instead.
+    "truncated common.pt or metadata.json": (
+        lambda d: _truncate(d / "common.pt" if (d / "common.pt").exists() else d / "metadata.json"),
+        "bytes where"),
     "tokenizer edited": (lambda d: _flip_bytes(d / "tokenizer.json", 16), "is damaged"),
 }
 
