@@ -83,6 +83,13 @@ def megatron_printed_reference(ours: Dict[int, float], first: int) -> Dict[int, 
     process is printed without resetting the accumulators (training_log, "On first iteration,
     log stats but don't reset"), so with --log-interval 1 the line after it shows the mean of
     both iterations; every later line shows its own iteration."""
-    printed = dict(ours)
+    printed = _Printed(ours)
     printed[first + 1] = (ours[first] + ours[first + 1]) / 2
+    printed.averaged = first + 1
     return printed
+
+
+class _Printed(dict):
+    """Per-iteration losses; `averaged` names the iteration whose line is a two-step mean."""
+
+    averaged = None

@@ -10,6 +10,7 @@ layouts, whose reductions run in another order than the single-process reference
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -35,10 +36,17 @@ def _finetune_from(start) -> list:
 
 
 def _assert_losses(got: dict, ours: dict, iterations, rtol: float = 0.0) -> None:
+    """Megatron's printed losses against ours: to the printed digit, or within rtol. The
+    averaged line (see megatron_printed_reference) is the mean of our already-rounded values,
+    so it may differ from Megatron's rounding of the exact mean by one unit in the last digit."""
     assert sorted(got) == list(iterations), got
+    averaged = getattr(ours, "averaged", None)
     for i in iterations:
         if rtol:
             assert got[i] == pytest.approx(ours[i], rel=rtol), (i, got, ours)
+        elif i == averaged:
+            last_digit = 10.0 ** (math.floor(math.log10(abs(ours[i]))) - 6)
+            assert abs(got[i] - ours[i]) <= last_digit, (i, got, ours)
         else:
             assert got[i] == as_printed(ours[i]), (i, got, ours)
 
