@@ -384,6 +384,21 @@ def build_model_from_checkpoint(
     return model
 
 
+def model_tokenizer_dir(load: Optional[str], hf_dir: Optional[str], tokenizer: Optional[str]) -> Path:
+    """--tokenizer, or the tokenizer saved beside the model (a checkpoint given as --load, or an
+    HF directory given as --hf-dir): what `generate`, `evaluate` and `lm-eval` read."""
+    if tokenizer:
+        return Path(tokenizer)
+    model_dir = resolve_checkpoint_dir(load) if load else Path(hf_dir)
+    found = find_tokenizer_dir(model_dir)
+    if found is None:
+        raise InputFileError(
+            f"no tokenizer found beside {model_dir} (tokenizer.json, tokenizer.model or "
+            "tokenizer_config.json); pass --tokenizer DIR."
+        )
+    return found
+
+
 __all__ = [
     "MODEL_RECORD",
     "LATEST_FILE",
@@ -391,6 +406,7 @@ __all__ = [
     "build_model_from_checkpoint",
     "config_from_record",
     "load_model_checkpoint",
+    "model_tokenizer_dir",
     "read_model_record",
     "resolve_checkpoint_dir",
     "save_model_checkpoint",

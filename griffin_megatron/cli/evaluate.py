@@ -70,10 +70,10 @@ def _sequences(args: argparse.Namespace):
             seed=args.seed, max_sequences=args.max_sequences, cache_path=args.data_cache_path,
             tokenizer=args.tokenizer,
         )
-    from ..evaluation.loading import tokenizer_dir
+    from ..checkpointing import model_tokenizer_dir
     from ..generation import load_generation_tokenizer as load_tokenizer
 
-    tokenizer = load_tokenizer(tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
+    tokenizer = load_tokenizer(model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
     sequences = text_file_sequences(args.text_files, tokenizer.encode, args.seq_length)
     if args.max_sequences is not None:
         import itertools

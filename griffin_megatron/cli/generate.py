@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from ..errors import ConfigError, InputFileError
+from ..errors import ConfigError
 
 DTYPES = ("fp32", "bf16")
 
@@ -36,21 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="parameter dtype")
     parser.add_argument("--tensor-parallel-size", type=int, default=None,
                         help="default: every launched process (WORLD_SIZE)")
-
-
-def _tokenizer_dir(args):
-    from ..checkpointing import find_tokenizer_dir, resolve_checkpoint_dir
-
-    if args.tokenizer:
-        return args.tokenizer
-    model_dir = resolve_checkpoint_dir(args.load) if args.load else args.hf_dir
-    found = find_tokenizer_dir(model_dir)
-    if found is None:
-        raise InputFileError(
-            f"no tokenizer found beside {model_dir} (tokenizer.json, tokenizer.model or "
-            "tokenizer_config.json); pass --tokenizer DIR."
-        )
-    return found
 
 
 def _load_model(args, tensor_parallel: int):
@@ -93,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
             f"processes but {world} were launched; run it as `torchrun --nproc-per-node "
             f"{tensor_parallel} -m griffin_megatron generate ...`."
         )
-    tokenizer = load_generation_tokenizer(_tokenizer_dir(args))
+    from ..checkpointing import model_tokenizer_dir
+
+    tokenizer = load_generation_tokenizer(
+        model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
     model = _load_model(args, tensor_parallel)
 
     import torch.distributed as dist

@@ -28,7 +28,8 @@ from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_regi
 from ..errors import InputFileError
 from ..generation.generate import generate, left_pad
 from .chunked import chunked_logits, chunked_token_losses
-from .loading import load_model, tokenizer_dir
+from ..checkpointing import model_tokenizer_dir
+from .loading import load_model
 
 MODEL_NAME = "griffin-megatron"
 
@@ -56,7 +57,7 @@ class GriffinMegatronLM(TemplateLM):
                 raise InputFileError("griffin-megatron needs exactly one of load=CKPT or hf_dir=DIR in --model_args.")
             model = load_model(load, hf_dir, dtype, int(tensor_parallel_size))
         self.model = model.eval()
-        self.tokenizer = self._load_tokenizer(tokenizer_dir(load, hf_dir, tokenizer))
+        self.tokenizer = self._load_tokenizer(model_tokenizer_dir(load, hf_dir, tokenizer))
         self._batch_size = int(batch_size) if str(batch_size).isdigit() else 1
         self.chunk_tokens = int(chunk_tokens)
         self._max_length = None if max_length is None else int(max_length)

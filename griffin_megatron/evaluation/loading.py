@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, InputFileError
+from ..errors import CheckpointError, ConfigError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -54,19 +54,3 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
     except FileNotFoundError as error:
         raise CheckpointError(f"cannot load {source}: {error.args[0] if error.args else error}") from None
     return model.eval()
-
-
-def tokenizer_dir(load: Optional[str], hf_dir: Optional[str], tokenizer: Optional[str]) -> Path:
-    """--tokenizer, or the tokenizer saved with the model."""
-    from ..checkpointing import find_tokenizer_dir, resolve_checkpoint_dir
-
-    if tokenizer:
-        return Path(tokenizer)
-    model_dir = resolve_checkpoint_dir(load) if load else Path(hf_dir)
-    found = find_tokenizer_dir(model_dir)
-    if found is None:
-        raise InputFileError(
-            f"no tokenizer found beside {model_dir} (tokenizer.json, tokenizer.model or "
-            "tokenizer_config.json); pass --tokenizer DIR."
-        )
-    return found
