@@ -1,5 +1,6 @@
 """Tiny fp32 Hawk / Griffin models for the generation tests."""
 
+import pytest
 import torch
 
 from griffin_megatron.config import GriffinConfig
@@ -36,3 +37,24 @@ def build_tiny_model(pattern: str, seed: int = 0, **overrides):
             if name.endswith("bias") or "layernorm" in name:
                 param.normal_(0.0, 0.1)
     return model
+
+
+# Fixtures shared by the generation and evaluation tests (their conftests import them).
+# The tiny models' ops are microseconds long: a second OpenMP thread only adds synchronisation,
+# and on a machine shared with other jobs each op can stall waiting for a preempted thread.
+@pytest.fixture(autouse=True, scope="package")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def griffin():
+    return build_tiny_model("RRA")
+
+
+@pytest.fixture(scope="module")
+def hawk():
+    return build_tiny_model("R")
