@@ -27,6 +27,7 @@ from .checkpoint import check_files, describe_files, in_process_writes
 from .checkpoint.atomic import publish, staging_directory
 from .config import GriffinConfig
 from .errors import CheckpointError, InputFileError, OutputExistsError
+from .output_paths import check_creatable_directory
 
 MODEL_RECORD = "griffin_model.json"
 LATEST_FILE = "latest_checkpointed_iteration.txt"
@@ -223,9 +224,7 @@ def model_sharded_state_dict(model_chunks: Sequence, metadata: Optional[dict] = 
 
 
 def check_writable(directory: Union[str, Path], overwrite: bool) -> None:
-    out = Path(directory)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"{out} is a file; pass a directory path to write the checkpoint to.")
+    out = check_creatable_directory(directory, "checkpoint directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(
             f"{out} already exists and is not empty; choose a new directory or allow "

@@ -190,7 +190,6 @@ class GriffinConfig(TransformerConfig):
         check_context_parallel_layout(self, error=GriffinConfigError)
 
     def _validate_shapes(self) -> None:
-        tp = self.tensor_model_parallel_size
         if self.lru_width % self.rglru_num_heads:
             _fail(
                 f"lru_width={self.lru_width} is not divisible by rglru_num_heads="

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..output_paths import check_creatable_directory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         )
     if args.max_sequences is not None and args.max_sequences < 1:
         raise ConfigError(f"--max-sequences {args.max_sequences} must be at least 1.")
+    check_creatable_directory(args.output_dir, "--output-dir")
 
 
 def _sequences(args: argparse.Namespace):

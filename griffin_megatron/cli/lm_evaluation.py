@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError, InputFileError, MissingDependencyError
+from ..output_paths import check_creatable_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size {args.batch_size} must be at least 1.")
     if args.include_path and not Path(args.include_path).is_dir():
         raise InputFileError(f"--include-path {args.include_path} is not a directory of task YAML files.")
+    if args.output_path:
+        check_creatable_file(args.output_path, "--output-path")
     lm_eval, TaskManager = import_lm_eval()
     source = Path(args.load or args.hf_dir)
     if not source.exists():  # before lm-eval indexes its thousands of task files

@@ -11,6 +11,7 @@ absence of CUDA:
 | RNG tracker, RNG-state functions, Megatron-scoped torch.cuda stand-ins | `cpu.py` `install` | no CUDA |
 | Megatron's literal CUDA requests on the CPU, within a block | `cpu.py` `cuda_requests_on_cpu` | no CUDA |
 | the `mlp` slot of layer specs | `specs.py` | form chosen by what the release's MLP offers |
+| drop the uninformative "Unknown MLP type: ModuleSpec" warning per layer | `specs.py` | 0.16-0.17 |
 | `megatron.training` on a CPU (initialize, groups and RNG seeding without devices, CUDA RNG state, device architecture) | `megatron_training_cpu.py`, entered by the `pretrain()` entry script | no CUDA, 0.18+ |
 | `megatron.training` fixes (no `make` for compiled dataset helpers; `no_grad` in the dp-reshardable load) | `megatron_training_fixes.py`, same | 0.18-0.19 |
 
@@ -34,7 +35,7 @@ def install() -> List[str]:
     names. Idempotent."""
     if _applied:
         return list(_applied)
-    from . import cpu, distributed_optimizer
+    from . import cpu, distributed_optimizer, specs
 
     if not megatron_core_in(*SUPPORTED):
         version = ".".join(map(str, megatron_core_version()))
@@ -46,6 +47,8 @@ def install() -> List[str]:
         _applied.append("distributed-optimizer checkpoint fixes")
     if cpu.install():
         _applied.append("CPU bridges")
+    if specs.quiet_unknown_mlp_warning():
+        _applied.append("quiet MLP-type warning")
     _applied.append("")  # marks "ran", also when nothing applied
     return applied()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Type
 
 from megatron.core.transformer.mlp import MLP, MLPSubmodules
@@ -27,3 +28,27 @@ def mlp_slot(mlp_class: Type[MLP], submodules: MLPSubmodules, ffn_hidden_size: i
     return ModuleSpec(
         module=mlp_class, submodules=submodules, params={"ffn_hidden_size": ffn_hidden_size}
     )
+
+
+# Megatron-Core 0.16-0.17's TransformerLayer warns "Unknown MLP type: <class '...ModuleSpec'>.
+# Using default kwargs." once per layer for any MLP subclass given as a ModuleSpec (it prints the
+# spec's type, not the module's). The default it falls back to (the global tensor-parallel group)
+# is what our MLP uses, so the warning says nothing; 0.18 replaced this code.
+_UNKNOWN_MLP_WARNING = "Unknown MLP type: <class 'megatron.core.transformer.spec_utils.ModuleSpec'>"
+
+
+class _DropUnknownMlpWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_UNKNOWN_MLP_WARNING)
+
+
+def quiet_unknown_mlp_warning() -> bool:
+    """Drop that warning on the releases that print it; returns whether it applied."""
+    from .versions import megatron_core_in
+
+    if not megatron_core_in((0, 16), (0, 18)):
+        return False
+    layer_logger = logging.getLogger("megatron.core.transformer.transformer_layer")
+    if not any(isinstance(f, _DropUnknownMlpWarning) for f in layer_logger.filters):
+        layer_logger.addFilter(_DropUnknownMlpWarning())
+    return True

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigError, DataError, InputFileError, OutputExistsError
+from ..output_paths import check_creatable_file
 from .tokenizers import HF_CONFIG_FILE, HF_FILE, TextTokenizer, load_tokenizer, train_byte_level_bpe
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -208,13 +209,7 @@ def preprocess(
             "pass a larger --vocab-size, e.g. 8192."
         )
     files = expand_inputs(inputs)
-    prefix = Path(output_prefix).expanduser().absolute()
-    blocking = next((d for d in prefix.parents if d.exists() and not d.is_dir()), None)
-    if blocking is not None:
-        raise InputFileError(
-            f"--output-prefix {output_prefix} lies under {blocking}, which is a file, not a "
-            "directory; choose an output prefix inside a directory."
-        )
+    prefix = check_creatable_file(output_prefix, "--output-prefix").absolute()
     trained_path = None if tokenizer else prefix.parent / HF_FILE
     _check_outputs(prefix, overwrite, trained_path)
     if next(iter_corpus(files, json_key, text_document), None) is None:

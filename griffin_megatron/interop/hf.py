@@ -15,6 +15,7 @@ from ..checkpoint import atomic_directory
 from ..checkpointing import copy_tokenizer_files
 from ..config import GriffinConfig
 from ..errors import CheckpointError, InputFileError, OutputExistsError
+from ..output_paths import check_creatable_directory
 from ..state_dict import WEIGHTS_FROM_CHECKPOINT, gather_full_state_dict, load_full_state_dict
 from .hf_mapping import (
     architecture_from_hf_config,
@@ -126,9 +127,7 @@ def from_hf(
 
 
 def check_output_directory(out_dir: Union[str, Path], overwrite: bool = False) -> Path:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"{out} exists and is a file; choose a directory path for the output.")
+    out = check_creatable_directory(out_dir, "--out")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(
             f"{out} already exists and is not empty; choose a new directory or pass overwrite=True "

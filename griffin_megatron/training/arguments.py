@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional
 
 from .. import options
 from ..errors import ConfigError, InputFileError, MissingDependencyError
+from ..output_paths import check_creatable_directory
 
 EXPLICIT = "_explicit"  # the set of dests the user gave on the command line
 
@@ -167,6 +168,10 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             "--override-opt-param-scheduler and --use-checkpoint-opt-param-scheduler contradict "
             "each other; pass the one whose schedule the resumed run should follow."
         )
+    for option, path in (("--save", args.save), ("--tensorboard-dir", args.tensorboard_dir),
+                         ("--data-cache-path", args.data_cache_path)):
+        if path is not None:
+            check_creatable_directory(path, option)
     if args.finetune and args.load is None:
         raise ConfigError("--finetune starts from the weights of --load; pass --load CHECKPOINT.")
     if args.load is not None and not os.path.exists(os.path.expanduser(args.load)):

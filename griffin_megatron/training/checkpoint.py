@@ -26,12 +26,14 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 from ..checkpoint import SaveDirectoryLock, remove_stale_staging
 from ..checkpointing import LATEST_FILE, MODEL_RECORD, read_model_record, resolve_checkpoint_dir
-from ..errors import CheckpointError, InputFileError, OutputExistsError
+from ..errors import CheckpointError, OutputExistsError
+from ..output_paths import check_creatable_directory
 from .arguments import same_directory
 
 RNG_KEY = "rng_state"
 TRAIN_STATE_KEY = "train_state"
 SCHEDULER_RECORD = "scheduler"  # the LR schedule's settings, compared on resume
+OPTIMIZER_RECORD = "optimizer"  # the optimizer-state layout, which a resume must match
 
 # OptimizerParamScheduler settings and the options that set them (Megatron-LM's names).
 SCHEDULE_OPTIONS = {
@@ -92,9 +94,7 @@ def check_save_directory(args: argparse.Namespace) -> None:
     `latest` pointer is only used to resume that run (--load pointing at it)."""
     if args.save is None:
         return
-    save = Path(args.save).expanduser()
-    if save.exists() and not save.is_dir():
-        raise InputFileError(f"--save {save} is a file; pass a directory for the checkpoints.")
+    save = check_creatable_directory(args.save, "--save")
     held = sorted(save.glob("iter_*")) + sorted(save.glob(LATEST_FILE)) if save.is_dir() else []
     resuming = same_directory(args.load, args.save)
     if held and not resuming:
@@ -140,7 +140,8 @@ def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration
         overwrite=True,
         tokenizer_dir=tokenizer_dir,
         extra_record={"train_state": train_state, "layout": _layout(),
-                      SCHEDULER_RECORD: _schedule_settings(scheduler)},
+                      SCHEDULER_RECORD: _schedule_settings(scheduler),
+                      OPTIMIZER_RECORD: _optimizer_settings(args)},
         extra_state={RNG_KEY: _rng_sharded_object(_rng_state()), TRAIN_STATE_KEY: train_state},
         hashes=not args.no_checkpoint_hashes,
     )
@@ -149,6 +150,32 @@ def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration
 def _schedule_settings(scheduler) -> dict:
     state = scheduler.state_dict()
     return {key: state[key] for key in SCHEDULE_OPTIONS}
+
+
+def _optimizer_settings(args) -> dict:
+    return {"distributed": bool(args.use_distributed_optimizer), "bf16": bool(args.bf16)}
+
+
+def _describe_optimizer(settings: dict) -> str:
+    kind = "the distributed optimizer" if settings["distributed"] else "the plain optimizer"
+    return f"{kind} with {'bf16 parameters and fp32 main copies' if settings['bf16'] else 'fp32 parameters'}"
+
+
+def check_optimizer(args, record: dict, directory: Path) -> None:
+    """The optimizer's saved state is keyed by its kind (the distributed optimizer shards its
+    state as `param` / `exp_avg` per parameter range; bf16 adds fp32 main copies), so a resume
+    must use the kind that wrote it; Megatron itself only fails with a KeyError on a state key."""
+    saved = record.get(OPTIMIZER_RECORD)
+    wanted = _optimizer_settings(args)
+    if saved is None or saved == wanted:
+        return
+    flags = " and ".join(f"{'with' if saved[key] else 'without'} {flag}" for key, flag in
+                         (("distributed", "--use-distributed-optimizer"), ("bf16", "--bf16")))
+    raise CheckpointError(
+        f"checkpoint {directory} holds the state of {_describe_optimizer(saved)}, but this run "
+        f"uses {_describe_optimizer(wanted)}; resume {flags}, as the checkpoint was written, "
+        "or pass --finetune to start a new run from its weights only."
+    )
 
 
 def check_schedule(args, record: dict, scheduler, directory: Path) -> None:
@@ -191,6 +218,7 @@ def load_training_checkpoint(args, chunks: List, optimizer, scheduler) -> dict:
     if args.finetune or not record.get("has_optimizer"):
         load_checkpoint(directory, chunks, verify_hashes=not args.no_checkpoint_hashes)
         return {"iteration": 0, "consumed_samples": 0, "directory": directory, "rng": False}
+    check_optimizer(args, record, directory)
     check_schedule(args, record, scheduler, directory)
     same_layout = record.get("layout") == _layout()
     extra = {TRAIN_STATE_KEY: None}

@@ -57,3 +57,26 @@ def test_raising_train_iters_on_resume_trains_with_the_override(tiny_checkpoint,
     before = model_weights(tiny_checkpoint / "iter_0000002")
     after = model_weights(save / "iter_0000004")
     assert any(not torch.equal(before[name], after[name]) for name in before)
+
+
+@pytest.mark.parametrize("switch", [["--use-distributed-optimizer"], ["--bf16"]])
+def test_resuming_with_another_optimizer_kind_is_refused_by_name(tiny_checkpoint, tiny_corpus,
+                                                                 tmp_path, switch):
+    """Megatron itself fails with `KeyError: 'optimizer.state.param...'` (distributed) or
+    `...fp32_param...` (bf16); the record's optimizer kind turns that into the advice below, and
+    the advised --finetune starts a new run from the weights."""
+    save = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, save)
+    before = sorted(p.name for p in save.iterdir())
+    args = [*TINY, "--data-path", str(tiny_corpus), "--train-iters", "2", *switch]
+    refused = run_train([*args, "--load", str(save), "--save", str(save)], cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert f"checkpoint {save}/iter_0000002 holds the state of the plain optimizer with fp32" in last
+    assert "resume without --use-distributed-optimizer and without --bf16" in last
+    assert "Traceback" not in refused.stderr
+    assert sorted(p.name for p in save.iterdir()) == before
+    finetuned = run_train([*args, "--load", str(save), "--finetune", "--save",
+                           str(tmp_path / "new")], cwd=tmp_path)
+    assert finetuned.returncode == 0, finetuned.stderr[-3000:]
+    assert sorted(losses(finetuned.stdout)) == [1, 2]
