@@ -182,7 +182,8 @@ def check_split_sizes(prefixes: List[str], split: str) -> None:
                               if count is not None)
             empty = next(name for count, name in zip(counts, SPLIT_NAMES) if count == 0)
             raise DataError(
-                f"dataset {prefix} has {documents} documents, which --split {split} divides into "
+                f"dataset {prefix} has {documents} document{'' if documents == 1 else 's'}, which "
+                f"--split {split} divides into "
                 f"{given}, so the {empty} split is empty; add documents, or give that split no "
                 "share (e.g. --split 100,0,0 trains without validation)."
             )
