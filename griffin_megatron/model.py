@@ -31,6 +31,7 @@ from .config import GriffinConfig
 from .context_parallel.layout import check_context_parallel_layout
 from .errors import ConfigError
 from .layer_specs import get_griffin_block_spec
+from .modules.parallel_linear import column_parallel_step
 from .sequence import (
     GriffinSequenceParams,
     build_sequence_params,
@@ -112,6 +113,17 @@ class GriffinModel(GPTModel):
             self.embedding.register_forward_hook(_scale_embeddings_hook(config.embedding_multiplier))
         if self.post_process and config.logits_soft_cap is not None:
             self.output_layer.register_forward_hook(_soft_cap_logits_hook(config.logits_soft_cap))
+
+    def output_step(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The output layer for generation, [1, B, D] -> logits [1, B, V(/tp)]: what
+        `output_layer` and its soft-cap hook return, through the one-token linear step
+        (modules/parallel_linear.py) instead of Megatron's forward."""
+        logits, _ = column_parallel_step(
+            self.output_layer, hidden_states, self.shared_embedding_or_output_weight()
+        )
+        if self.config.logits_soft_cap is not None:
+            logits = soft_cap_logits(logits, self.config.logits_soft_cap)
+        return logits
 
     def _preprocess(self, input_ids, position_ids, decoder_input=None, inference_context=None,
                     packed_seq_params=None, padding_mask=None):

@@ -9,8 +9,9 @@
 Both walk the decoder as TransformerLayer.forward does, calling each layer's own modules: its
 norms, its temporal block, its bias-dropout-add, its MLP (`step` for one token:
 modules/parallel_linear.py), then the final norm and GPTModel's output layer (with the
-soft-cap hook). Nothing of the training forward is re-implemented here;
-the cache reaches the blocks as an explicit argument, never through Megatron's forward.
+soft-cap hook; `GriffinModel.output_step` for one token). Nothing of the training forward is
+re-implemented here; the cache reaches the blocks as an explicit argument, never through
+Megatron's forward.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def check_generation_model(model) -> None:
 
 def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequenceParams,
          cache: GriffinInferenceCache, block_call: Callable, mlp_call: Callable,
-         last_token_only: bool) -> Tensor:
+         output_call: Callable, last_token_only: bool) -> Tensor:
     config = model.config
     hidden = model.embedding(input_ids=input_ids, position_ids=position_ids)  # [T, B, D]
     rotary = None
@@ -67,7 +68,7 @@ def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequencePar
     hidden = model.decoder.final_layernorm(hidden)
     if last_token_only:
         hidden = hidden[-1:]
-    logits, _ = model.output_layer(hidden, weight=model.shared_embedding_or_output_weight())
+    logits = output_call(hidden)
     cache.advance(seq.tokens_since_start)
     return logits.transpose(0, 1)  # [B, T, V(/tp)]
 
@@ -108,7 +109,10 @@ def forward_with_cache(
     seq = build_sequence_params(length, batch, input_ids.device, position_ids,
                                 carried_tokens_since_start=cache.carried_tokens_since_start())
     return _run(model, input_ids, position_ids, seq, cache,
-                lambda block, *args: block.prefill(*args), lambda mlp, x: mlp(x), last_token_only)
+                lambda block, *args: block.prefill(*args), lambda mlp, x: mlp(x),
+                lambda hidden: model.output_layer(
+                    hidden, weight=model.shared_embedding_or_output_weight())[0],
+                last_token_only)
 
 
 def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInferenceCache) -> Tensor:
@@ -124,4 +128,4 @@ def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInfer
     seq = next_token_params(position_ids, carried)
     return _run(model, tokens, position_ids, seq, cache,
                 lambda block, *args: block.step(*args), lambda mlp, x: mlp.step(x),
-                last_token_only=False)
+                model.output_step, last_token_only=False)

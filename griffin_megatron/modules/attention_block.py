@@ -49,8 +49,31 @@ class GriffinSelfAttention(SelfAttention):
         query, key, value = self._projected(hidden_states, rotary_pos_emb)
         return self.linear_proj(self.core_attention.prefill(query, key, value, state, seq))
 
+    def _step_query_key_value(self, hidden_states: Tensor):
+        """get_query_key_value_tensors for one token, through linear_qkv's own `step`.
+
+        Megatron's fused QKV output holds, per key/value group on this rank, the group's query
+        heads, then its key, then its value head. When every rank owns whole groups that split
+        is a view; with fewer groups than ranks (replicated key/value heads, which needs an
+        all-gather and a slice) and with q/k norms Megatron's own method runs instead.
+        """
+        if (self.config.num_query_groups < self.world_size or self.q_layernorm is not None
+                or self.k_layernorm is not None):
+            return self.get_query_key_value_tensors(hidden_states)
+        mixed, bias = self.linear_qkv.step(hidden_states)
+        if bias is not None:
+            mixed = mixed + bias
+        groups, head_dim = self.num_query_groups_per_partition, self.hidden_size_per_attention_head
+        per_group = self.num_attention_heads_per_partition // groups
+        mixed = mixed.view(*mixed.shape[:-1], groups, (per_group + 2) * head_dim)
+        query, key, value = torch.split(mixed, [per_group * head_dim, head_dim, head_dim], dim=3)
+        return query.reshape(*query.shape[:2], -1, head_dim), key, value
+
     def step(self, hidden_states: Tensor, state: KVRing, seq: GriffinSequenceParams,
              rotary_pos_emb: Optional[Tensor] = None):
         """One token per row [1, B, D] continuing from the ring (updated) -> (output, bias)."""
-        query, key, value = self._projected(hidden_states, rotary_pos_emb)
+        query, key, value = self._step_query_key_value(hidden_states)
+        if rotary_pos_emb is not None:
+            query = apply_rotary_pos_emb(query, rotary_pos_emb, config=self.config)
+            key = apply_rotary_pos_emb(key, rotary_pos_emb, config=self.config)
         return self.linear_proj.step(self.core_attention.step(query, key, value, state, seq))

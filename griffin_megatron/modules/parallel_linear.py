@@ -27,13 +27,22 @@ def _spans_ranks(group) -> bool:
     return group is not None and group.size() > 1
 
 
+def column_parallel_step(linear: ColumnParallelLinear, x: Tensor, weight: Optional[Tensor] = None
+                         ) -> Tuple[Tensor, Optional[Tensor]]:
+    """ColumnParallelLinear.forward's (output, bias) for generation: x [1, B, D] -> [1, B,
+    out(/tp)]. `weight` stands in for a layer built without its own (GPTModel's output layer
+    tied to the embedding), as forward's `weight=` does."""
+    weight = linear.weight if weight is None else weight
+    out = F.linear(x, weight, None if linear.skip_bias_add else linear.bias)
+    if linear.gather_output and _spans_ranks(linear.tp_group):
+        out = gather_from_tensor_model_parallel_region(out, group=linear.tp_group)
+    return out, (linear.bias if linear.skip_bias_add else None)
+
+
 class ColumnParallelLinearWithStep(ColumnParallelLinear):
     def step(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """forward's (output, bias) for generation: x [1, B, D] -> [1, B, out(/tp)]."""
-        out = F.linear(x, self.weight, None if self.skip_bias_add else self.bias)
-        if self.gather_output and _spans_ranks(self.tp_group):
-            out = gather_from_tensor_model_parallel_region(out, group=self.tp_group)
-        return out, (self.bias if self.skip_bias_add else None)
+        return column_parallel_step(self, x)
 
 
 class RowParallelLinearWithStep(RowParallelLinear):

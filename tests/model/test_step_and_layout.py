@@ -107,3 +107,33 @@ def test_linear_and_mlp_steps_equal_their_forward(recurrent_block):
             assert (step_bias is None) == (bias is None)
             if bias is not None:
                 assert torch.equal(step_bias, bias)
+
+
+@pytest.mark.parametrize("heads, groups", [(2, 1), (4, 2)])
+def test_attention_step_projections_equal_megatrons_split(heads, groups):
+    """The one-token QKV (linear_qkv's `step` and the fused layout's view) gives Megatron's
+    get_query_key_value_tensors: the same query, key and value heads (to fp32 rounding)."""
+    from tests.generation.tiny_models import build_tiny_model
+
+    model = build_tiny_model("RRA", num_attention_heads=heads, num_query_groups=groups,
+                             kv_channels=16)
+    block = model.decoder.layers[2].self_attention
+    x = torch.randn(1, B, model.config.hidden_size, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        expected = block.get_query_key_value_tensors(x)
+        got = block._step_query_key_value(x)
+    assert [t.shape for t in got] == [t.shape for t in expected]
+    assert got[0].shape[2] == heads and got[1].shape[2] == groups
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_output_step_equals_the_output_layer_and_its_soft_cap():
+    from tests.generation.tiny_models import build_tiny_model
+
+    model = build_tiny_model("RRA")
+    assert model.config.logits_soft_cap is not None  # the hook is part of what is compared
+    x = torch.randn(1, B, model.config.hidden_size, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        expected, _ = model.output_layer(x, weight=model.shared_embedding_or_output_weight())
+        torch.testing.assert_close(model.output_step(x), expected, rtol=1e-6, atol=1e-6)
