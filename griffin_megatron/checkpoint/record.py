@@ -4,7 +4,7 @@ are the ones the record lists.
 
 Layout of a checkpoint directory:
     <dir>/griffin_model.json   architecture, backend, format version, every file's size and hash
-    <dir>/.metadata, *.distcp, common.pt, metadata.json   written by megatron.core.dist_checkpointing
+    <dir>/.metadata, *.distcp, common.pt, metadata.json   written by Megatron's dist_checkpointing
 
 Training runs save Megatron-LM's layout, `<save>/iter_0000100/` plus
 `latest_checkpointed_iteration.txt`; `resolve_checkpoint_dir` accepts either form.

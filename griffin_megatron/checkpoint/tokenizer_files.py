@@ -40,7 +40,7 @@ def find_tokenizer_dir(checkpoint_dir: Union[str, Path]) -> Optional[Path]:
 def model_tokenizer_dir(load: Optional[str], hf_dir: Optional[str], tokenizer: Optional[str]) -> Path:
     """--tokenizer, or the tokenizer saved beside the model (a checkpoint given as --load, or an
     HF directory given as --hf-dir): what `generate`, `evaluate` and `lm-eval` read."""
-    from .record import resolve_checkpoint_dir  # needs Megatron-Core; the rest of this file does not
+    from .record import resolve_checkpoint_dir  # Megatron-Core; the rest of this file needs none
 
     if tokenizer:
         return Path(tokenizer)
