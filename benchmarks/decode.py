@@ -87,7 +87,7 @@ def build_hf_copy(model):
     from transformers import RecurrentGemmaForCausalLM
 
     from griffin_megatron.interop.hf_mapping import hf_config_from_architecture, megatron_to_hf
-    from griffin_megatron.state_dict import gather_full_state_dict
+    from griffin_megatron.checkpoint.full_state import gather_full_state_dict
 
     hf = RecurrentGemmaForCausalLM(hf_config_from_architecture(model.config)).eval()
     missing, unexpected = hf.load_state_dict(

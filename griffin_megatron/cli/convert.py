@@ -32,12 +32,9 @@ def _dtype(name):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpointing import (
-        build_model_from_checkpoint,
-        find_tokenizer_dir,
-        resolve_checkpoint_dir,
-        save_model_checkpoint,
-    )
+    from ..checkpoint.model import build_model_from_checkpoint, save_model_checkpoint
+    from ..checkpoint.record import resolve_checkpoint_dir
+    from ..checkpoint.tokenizer_files import find_tokenizer_dir
     from ..interop.hf import check_output_directory, from_hf, to_hf
 
     if args.direction == "hf-to-mcore":

@@ -72,7 +72,7 @@ def _sequences(args: argparse.Namespace):
             seed=args.seed, max_sequences=args.max_sequences, cache_path=args.data_cache_path,
             tokenizer=args.tokenizer,
         )
-    from ..checkpointing import model_tokenizer_dir
+    from ..checkpoint.tokenizer_files import model_tokenizer_dir
     from ..generation import load_generation_tokenizer as load_tokenizer
 
     tokenizer = load_tokenizer(model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))

@@ -50,7 +50,7 @@ def _load_model(args, tensor_parallel: int):
         from ..interop.hf import from_hf
 
         return from_hf(args.hf_dir, params_dtype=dtype, **parallel)
-    from ..checkpointing import build_model_from_checkpoint
+    from ..checkpoint.model import build_model_from_checkpoint
 
     return build_model_from_checkpoint(
         args.load, params_dtype=dtype, bf16=dtype == torch.bfloat16, **parallel
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             f"processes but {world} were launched; run it as `torchrun --nproc-per-node "
             f"{tensor_parallel} -m griffin_megatron generate ...`."
         )
-    from ..checkpointing import model_tokenizer_dir
+    from ..checkpoint.tokenizer_files import model_tokenizer_dir
 
     tokenizer = load_generation_tokenizer(
         model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))

@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         config, title = get_preset(args.preset), f"preset {args.preset}"
     elif args.ckpt:
-        from ..checkpointing import config_from_record, read_model_record, resolve_checkpoint_dir
+        from ..checkpoint.record import (
+            config_from_record,
+            read_model_record,
+            resolve_checkpoint_dir,
+        )
 
         directory = resolve_checkpoint_dir(args.ckpt)
         config, title = config_from_record(read_model_record(directory)), f"checkpoint {directory}"

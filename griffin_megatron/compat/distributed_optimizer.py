@@ -1,7 +1,7 @@
 """Three fixes for the distributed optimizer's checkpoints of Megatron-Core 0.16 to 0.19, in-process.
 
 All concern the `fully_reshardable` format, the one that lets optimizer state move between
-tensor, pipeline and data-parallel layouts (parallel/checkpoint.py uses it).
+tensor, pipeline and data-parallel layouts (checkpoint/distributed.py uses it).
 
 1. Saving reads parameters past the first gradient bucket at the wrong offsets (upstream
    NVIDIA/Megatron-LM#5077, merged after 0.16.1). `get_parameter_state_dp_zero` packs the

@@ -45,7 +45,7 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
                 "save_pretrained (or `griffin-megatron convert --to hf`)."
             )
         return from_hf(str(source), params_dtype=params_dtype, **parallel).eval()
-    from ..checkpointing import build_model_from_checkpoint
+    from ..checkpoint.model import build_model_from_checkpoint
 
     try:
         model = build_model_from_checkpoint(

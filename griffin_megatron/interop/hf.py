@@ -12,11 +12,15 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..checkpoint import atomic_directory
-from ..checkpointing import copy_tokenizer_files
+from ..checkpoint.tokenizer_files import copy_tokenizer_files
 from ..config import GriffinConfig
 from ..errors import CheckpointError, InputFileError, OutputExistsError
 from ..output_paths import check_creatable_directory
-from ..state_dict import WEIGHTS_FROM_CHECKPOINT, gather_full_state_dict, load_full_state_dict
+from ..checkpoint.full_state import (
+    WEIGHTS_FROM_CHECKPOINT,
+    gather_full_state_dict,
+    load_full_state_dict,
+)
 from .hf_mapping import (
     architecture_from_hf_config,
     hf_config_from_architecture,

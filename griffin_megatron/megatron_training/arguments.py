@@ -24,7 +24,7 @@ import math
 import torch
 from megatron.core.model_parallel_config import ModelParallelConfig
 
-from ..checkpointing import model_record
+from ..checkpoint.record import model_record
 from ..config import GriffinConfig
 from ..presets import preset_architecture, preset_names
 

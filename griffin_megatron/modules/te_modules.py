@@ -13,7 +13,7 @@
 - Precision: bf16 as configured; FP8 through Megatron's `fp8` config (TE linears only; the Conv1D,
   RG-LRU and gate matmuls stay in bf16 / fp32). FP8 GEMMs want dimensions divisible by 16.
 - Checkpoints: the fused norm weights are saved under the local backend's keys (layer_specs), and
-  `state_dict.local_parameter_name` gives the same names for HF export.
+  `checkpoint.full_state.local_parameter_name` gives the same names for HF export.
 """
 
 from __future__ import annotations

@@ -8,12 +8,11 @@ The pieces a training loop needs, in the order it uses them:
     attach_to_schedule(config, chunks, optimizer)            grad finalisation hooks
     losses = get_forward_backward_func()(forward_step_func=forward_step, ...)
     optimizer.step(); scheduler.step(increment)
-    save_checkpoint(dir, chunks, optimizer, scheduler, iteration=it)
+    checkpoint.distributed.save_checkpoint(dir, chunks, optimizer, scheduler, iteration=it)
 
 Everything runs on GPUs with NCCL and on CPUs with gloo (griffin_megatron.compat).
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint, training_sharded_state_dict
 from .data_parallel import default_ddp_config, wrap_data_parallel
 from .forward_step import average_lm_loss, forward_step, masked_token_loss
 from .grads import attach_to_schedule, finalize_grads, full_gradients, gradients_are_finite
@@ -32,10 +31,7 @@ __all__ = [
     "forward_step",
     "full_gradients",
     "gradients_are_finite",
-    "load_checkpoint",
     "masked_token_loss",
-    "save_checkpoint",
-    "training_sharded_state_dict",
     "virtual_stages",
     "wrap_data_parallel",
 ]

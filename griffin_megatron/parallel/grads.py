@@ -23,7 +23,7 @@ from megatron.core.transformer.module import MegatronModule
 from torch import Tensor
 
 from ..config import GriffinConfig
-from ..state_dict import gather_tensor_parallel, named_parameters_by_global_name
+from ..checkpoint.full_state import gather_tensor_parallel, named_parameters_by_global_name
 
 
 def attach_to_schedule(config: GriffinConfig, chunks: List[MegatronModule], optimizer=None) -> None:

@@ -7,7 +7,9 @@ data.py        BlendedMegatronDatasetBuilder + GPTDataset, samplers, tokenizer c
 setup.py       what a run settles before its first step
 trainer.py     one step / evaluation through Megatron's schedules; NaN skipping
 loop.py        pretrain(): the run
-checkpoint.py  Megatron-LM checkpoint layout, resume, RNG state
 logging.py     log lines, tqdm, TensorBoard, W&B
 signals.py     SIGTERM / SIGINT -> save and exit
+
+Checkpoints (layout, resume, RNG state, the --save directory rules) live in
+griffin_megatron.checkpoint.
 """

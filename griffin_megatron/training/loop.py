@@ -8,7 +8,7 @@ does, for one CPU process, several over gloo, or many GPUs over NCCL (torchrun).
     micro-batches                        megatron.core.num_microbatches_calculator
     forward/backward (PP, VPP)           training.trainer (get_forward_backward_func)
     data                                 training.data (BlendedMegatronDatasetBuilder, GPTDataset)
-    checkpoints                          training.checkpoint (parallel.save/load_checkpoint)
+    checkpoints                          checkpoint.training_state (checkpoint.distributed)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from megatron.core.num_microbatches_calculator import (
 )
 
 from .. import compat, context_parallel
+from ..checkpoint import save_directory, training_state
 from ..errors import CheckpointError
 from ..parallel import (
     attach_to_schedule,
@@ -34,7 +35,7 @@ from ..parallel import (
     build_scheduler,
     default_ddp_config,
 )
-from . import checkpoint, data, default_run, setup
+from . import data, default_run, setup
 from .arguments import data_parallel_size
 from .logging import TrainingLogger
 from .model_config import virtual_pipeline_size
@@ -63,7 +64,7 @@ def pretrain(args: argparse.Namespace) -> TrainResult:
 
 
 def _pretrain(args: argparse.Namespace) -> TrainResult:
-    checkpoint.check_save_directory(args)
+    save_directory.check_save_directory(args)
     # Bad data and model settings fail before any process group exists (all ranks see the same).
     if args.data_path is not None:
         tokenizer = setup.checked_data(args)
@@ -78,7 +79,7 @@ def _pretrain(args: argparse.Namespace) -> TrainResult:
         tokenizer = setup.checked_data(args)
         config = setup.model_config(args, tokenizer)
     args.save = setup.agreed_save_directory(args)
-    lock = checkpoint.lock_save_directory(args)
+    lock = save_directory.lock_save_directory(args)
     init_num_microbatches_calculator(
         dist.get_rank(), None, args.global_batch_size, args.micro_batch_size,
         data_parallel_size(args, dist.get_world_size()),
@@ -110,9 +111,9 @@ def _pretrain(args: argparse.Namespace) -> TrainResult:
 
 
 def _resume(args, trainer: Trainer) -> str:
-    if checkpoint.nothing_to_resume(args):
+    if save_directory.nothing_to_resume(args):
         return f"no checkpoint in {args.load} yet: starting from scratch"
-    restored = checkpoint.load_training_checkpoint(
+    restored = training_state.load_training_checkpoint(
         args, trainer.chunks, trainer.optimizer, trainer.scheduler
     )
     trainer.iteration = restored["iteration"]
@@ -166,7 +167,7 @@ def _train(args, trainer: Trainer, tokenizer, config) -> TrainResult:
                 stop = signals.received_anywhere()
                 periodic = args.save_interval and trainer.iteration % args.save_interval == 0
                 if args.save and (periodic or done or stop):
-                    saved = checkpoint.save_training_checkpoint(
+                    saved = training_state.save_training_checkpoint(
                         args, trainer.chunks, trainer.optimizer, trainer.scheduler,
                         trainer.iteration, trainer.consumed_samples, tokenizer.path.parent,
                     )

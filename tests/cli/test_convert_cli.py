@@ -132,7 +132,7 @@ def test_unknown_preset(capsys):
 
 
 def test_unexportable_architecture_is_explained(tmp_path, capsys):
-    from griffin_megatron.checkpointing import save_model_checkpoint
+    from griffin_megatron.checkpoint.model import save_model_checkpoint
     from griffin_megatron.model import GriffinModel
 
     config = get_preset("griffin-tiny", rglru_num_heads=2, use_cpu_initialization=True)
@@ -165,7 +165,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_failed_checkpoint_save_leaves_nothing_behind(tmp_path, monkeypatch):
     from megatron.core import dist_checkpointing
 
-    from griffin_megatron.checkpointing import save_model_checkpoint
+    from griffin_megatron.checkpoint.model import save_model_checkpoint
     from griffin_megatron.model import GriffinModel
 
     model = GriffinModel(get_preset("hawk-tiny", use_cpu_initialization=True))

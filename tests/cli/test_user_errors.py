@@ -98,13 +98,13 @@ def _sampling(**kwargs):
 
 
 def _checkpoint_dir(tmp_path):
-    from griffin_megatron.checkpointing import resolve_checkpoint_dir
+    from griffin_megatron.checkpoint.record import resolve_checkpoint_dir
 
     return resolve_checkpoint_dir(tmp_path / "nothing")
 
 
 def _not_a_checkpoint(tmp_path):
-    from griffin_megatron.checkpointing import read_model_record
+    from griffin_megatron.checkpoint.record import read_model_record
 
     return read_model_record(tmp_path)
 
@@ -150,7 +150,7 @@ def _hf_output_exists(tmp_path):
 
 
 def _checkpoint_output_exists(tmp_path):
-    from griffin_megatron.checkpointing import check_writable
+    from griffin_megatron.checkpoint.sharded_save import check_writable
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "common.pt").write_bytes(b"")

@@ -14,7 +14,7 @@ def main(directory: str) -> None:
     from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
     from griffin_megatron.compat import cpu, distributed_optimizer
-    from griffin_megatron.parallel import load_checkpoint, save_checkpoint
+    from griffin_megatron.checkpoint.distributed import load_checkpoint, save_checkpoint
     from tests.compat.test_distributed_optimizer_fixes import (
         build, one_step, saved_params_match_weights, steps,
     )

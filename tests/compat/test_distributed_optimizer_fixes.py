@@ -13,6 +13,11 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.utils import unwrap_model
 
 from griffin_megatron import compat, runtime
+from griffin_megatron.checkpoint.distributed import (
+    OPTIMIZER_SHARDING_METADATA,
+    load_checkpoint,
+    save_checkpoint,
+)
 from griffin_megatron.parallel import (
     attach_to_schedule,
     build_model_chunks,
@@ -20,14 +25,11 @@ from griffin_megatron.parallel import (
     default_ddp_config,
     forward_step,
     wrap_data_parallel,
-    load_checkpoint,
-    save_checkpoint,
 )
-from griffin_megatron.parallel import checkpoint as checkpoint_module
 from griffin_megatron.compat.distributed_optimizer import ORIGINAL, install
 from griffin_megatron.presets import get_preset
 
-FULLY_RESHARDABLE = dict(checkpoint_module.OPTIMIZER_SHARDING_METADATA)
+FULLY_RESHARDABLE = dict(OPTIMIZER_SHARDING_METADATA)
 
 
 def build():

@@ -25,7 +25,7 @@ from griffin_megatron.parallel import (
     full_gradients,
     masked_token_loss,
 )
-from griffin_megatron.state_dict import load_full_state_dict
+from griffin_megatron.checkpoint.full_state import load_full_state_dict
 from tests.parallel.harness import (
     SEQ_LENGTH,
     broadcast_from_any,

@@ -14,7 +14,7 @@ import torch
 
 from griffin_megatron.generation import generate
 from griffin_megatron.interop.hf import to_hf
-from griffin_megatron.state_dict import gather_full_state_dict
+from griffin_megatron.checkpoint.full_state import gather_full_state_dict
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

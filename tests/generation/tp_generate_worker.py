@@ -23,7 +23,7 @@ def main(directory: Path) -> None:
     from griffin_megatron.interop.hf import from_hf
     from griffin_megatron.model import GriffinModel
     from griffin_megatron.runtime import destroy, ensure_initialized
-    from griffin_megatron.state_dict import load_full_state_dict
+    from griffin_megatron.checkpoint.full_state import load_full_state_dict
     from tiny_models import tiny_config
 
     ensure_initialized(tensor_model_parallel_size=2)

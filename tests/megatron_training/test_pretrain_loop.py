@@ -120,7 +120,7 @@ with torch.no_grad():
 
 def test_pretrain_checkpoint_to_hf_and_generate(tp2_checkpoint, corpus, tmp_path,
                                                  megatron_single_process):
-    from griffin_megatron.checkpointing import build_model_from_checkpoint
+    from griffin_megatron.checkpoint.model import build_model_from_checkpoint
 
     checkpoint, _ = tp2_checkpoint
     hf_dir = tmp_path / "hf"

@@ -123,7 +123,7 @@ def test_exported_model_generates_like_the_original(tmp_path):
 def test_loaded_models_know_how_their_weights_are_split(tmp_path):
     """Gradient-norm reduction and TP gathers read each weight's tensor-parallel attributes,
     which Megatron sets only on its initialisation path: loaded models must still have them."""
-    from griffin_megatron.checkpointing import build_model_from_checkpoint, save_model_checkpoint
+    from griffin_megatron.checkpoint.model import build_model_from_checkpoint, save_model_checkpoint
 
     model = from_hf(make_hf_model())
     save_model_checkpoint(model, tmp_path / "ckpt")

@@ -20,7 +20,8 @@ from megatron.core import parallel_state
 from megatron.core.optimizer import OptimizerConfig
 from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
 
-from griffin_megatron.checkpointing import load_model_checkpoint
+from griffin_megatron.checkpoint.distributed import load_checkpoint, save_checkpoint
+from griffin_megatron.checkpoint.model import load_model_checkpoint
 from griffin_megatron.parallel import (
     attach_to_schedule,
     average_lm_loss,
@@ -28,10 +29,8 @@ from griffin_megatron.parallel import (
     build_optimizer,
     build_scheduler,
     default_ddp_config,
-    load_checkpoint,
-    save_checkpoint,
 )
-from griffin_megatron.state_dict import (
+from griffin_megatron.checkpoint.full_state import (
     gather_tensor_parallel,
     load_full_state_dict,
     named_parameters_by_global_name,

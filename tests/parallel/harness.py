@@ -212,7 +212,7 @@ def reference_loss_and_grads(arch: str, weights: dict, batches: List[dict]):
     """Token-mean loss of the whole global batch and every parameter's gradient, by plain
     forward/backward of one unsplit model (the summed loss is differentiated, then divided by the
     token count, as Megatron's per-token loss normalisation does)."""
-    from griffin_megatron.state_dict import load_full_state_dict
+    from griffin_megatron.checkpoint.full_state import load_full_state_dict
 
     model = reference_model(tiny_config(arch))
     load_full_state_dict(model, weights)

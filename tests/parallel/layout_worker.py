@@ -15,7 +15,7 @@ from griffin_megatron.parallel import (
     forward_step,
     full_gradients,
 )
-from griffin_megatron.state_dict import load_full_state_dict
+from griffin_megatron.checkpoint.full_state import load_full_state_dict
 
 from harness import (
     MICRO_BATCH,

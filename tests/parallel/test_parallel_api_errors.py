@@ -7,14 +7,13 @@ import torch
 from megatron.core.optimizer import OptimizerConfig
 
 from griffin_megatron import runtime
-from griffin_megatron.checkpointing import save_model_checkpoint
+from griffin_megatron.checkpoint.distributed import load_checkpoint, save_checkpoint
+from griffin_megatron.checkpoint.model import save_model_checkpoint
 from griffin_megatron.parallel import (
     build_model_chunks,
     build_optimizer,
     default_ddp_config,
     forward_step,
-    load_checkpoint,
-    save_checkpoint,
 )
 from griffin_megatron.presets import get_preset
 

@@ -4,8 +4,8 @@ TE fuses each pre-norm into the linear after it: the norm weight is the linear's
 `layer_norm_weight` (zero-centred: the gain is 1 + w), and the module saves an `_extra_state`
 entry (FP8 scaling state) in checkpoints. This class has exactly those names and entries, and
 computes RMSNorm then the column-parallel linear, so the te backend's checkpoint and naming
-plumbing (layer_specs.FUSED_NORM_CHECKPOINT_KEYS, state_dict.local_parameter_name, the
-`_extra_state` handling of checkpointing.py) can be tested on machines where TE cannot run.
+plumbing (layer_specs.FUSED_NORM_CHECKPOINT_KEYS, checkpoint.full_state.local_parameter_name, the
+`_extra_state` handling of checkpoint/model.py) can be tested on machines where TE cannot run.
 TE's standalone RMSNorm (the final norm) also has extra state; `NormWithExtraState` copies that.
 The TE numerics themselves are tested in test_te_backend_gpu.py.
 """

@@ -11,14 +11,14 @@ import torch
 from megatron.core.tensor_parallel import RowParallelLinear
 
 from griffin_megatron import layer_specs
-from griffin_megatron.checkpointing import load_model_checkpoint, save_model_checkpoint
+from griffin_megatron.checkpoint.model import load_model_checkpoint, save_model_checkpoint
 from griffin_megatron.cli.main import main
 from griffin_megatron.model import GriffinModel
 from griffin_megatron.modules.local_attention import LocalWindowedAttention
 from griffin_megatron.modules.norm import GriffinRMSNorm
 from griffin_megatron.presets import get_preset
 from griffin_megatron.runtime import ensure_initialized
-from griffin_megatron.state_dict import gather_full_state_dict, load_full_state_dict
+from griffin_megatron.checkpoint.full_state import gather_full_state_dict, load_full_state_dict
 
 from fused_norm_standin import (
     BiasFreeFusedNormColumnParallelLinear,

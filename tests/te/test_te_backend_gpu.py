@@ -20,12 +20,12 @@ if not torch.cuda.is_available():
     pytest.skip("the te backend needs a CUDA GPU", allow_module_level=True)
 import transformer_engine.pytorch as te_pytorch  # noqa: E402
 
-from griffin_megatron.checkpointing import load_model_checkpoint, save_model_checkpoint  # noqa: E402
+from griffin_megatron.checkpoint.model import load_model_checkpoint, save_model_checkpoint  # noqa: E402
 from griffin_megatron.cli.main import main  # noqa: E402
 from griffin_megatron.model import GriffinModel  # noqa: E402
 from griffin_megatron.presets import get_preset  # noqa: E402
 from griffin_megatron.runtime import ensure_initialized  # noqa: E402
-from griffin_megatron.state_dict import (  # noqa: E402
+from griffin_megatron.checkpoint.full_state import (  # noqa: E402
     gather_full_state_dict,
     load_full_state_dict,
     local_parameter_name,

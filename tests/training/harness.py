@@ -94,7 +94,7 @@ def snapshot(*roots: Path) -> Dict[Path, bytes]:
 
 def model_weights(checkpoint: Path) -> Dict[str, "torch.Tensor"]:
     """The full model weights of a checkpoint (read in this single process)."""
-    from griffin_megatron.checkpointing import build_model_from_checkpoint
+    from griffin_megatron.checkpoint.model import build_model_from_checkpoint
 
     model = build_model_from_checkpoint(checkpoint)
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()

@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from griffin_megatron.checkpointing import (
+from griffin_megatron.checkpoint.record import (
     LATEST_FILE,
     MODEL_RECORD,
     read_model_record,

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from griffin_megatron.checkpointing import LATEST_FILE
+from griffin_megatron.checkpoint.record import LATEST_FILE
 
 from .harness import (
     TINY,

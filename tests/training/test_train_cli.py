@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from griffin_megatron.checkpoint.lock import LOCK_FILE
-from griffin_megatron.checkpointing import LATEST_FILE, MODEL_RECORD
+from griffin_megatron.checkpoint.record import LATEST_FILE, MODEL_RECORD
 from griffin_megatron.cli.main import build_parser
 from griffin_megatron.training.arguments import finalize_arguments
 

@@ -6,7 +6,7 @@ out: `model` (or `model0`, `model1`, ... per virtual pipeline chunk), `optimizer
 by its global name (layers by global number) and declares its sharding, and the optimizer
 state is keyed like the parameter it belongs to (Megatron's `optimizer.sharded_state_dict`; the
 distributed optimizer in its fully reshardable format), so a checkpoint saved at one TP/PP/VPP/DP
-layout resumes at any other. Model-only readers (`checkpointing.load_model_checkpoint`,
+layout resumes at any other. Model-only readers (`checkpoint.model.load_model_checkpoint`,
 conversion to HF) read these checkpoints too.
 
 With `iteration`, saves go to `<directory>/iter_0000010/` and
@@ -26,16 +26,16 @@ from megatron.core.transformer.module import MegatronModule
 from megatron.core.utils import unwrap_model
 
 from .. import compat
-from ..checkpointing import (
+from ..errors import CheckpointError
+from .record import (
     check_architecture,
     iteration_dir,
     mark_latest_iteration,
     model_record,
     resolve_checkpoint_dir,
-    save_sharded_atomically,
     verify_checkpoint,
 )
-from ..errors import CheckpointError
+from .sharded_save import save_sharded_atomically
 
 
 # How the distributed optimizer lays out its state: by parameter, in model space, so that it

@@ -16,8 +16,8 @@ from megatron.core import parallel_state
 from megatron.core.utils import unwrap_model
 from torch import Tensor
 
-from .errors import CheckpointError, ConfigError
-from .layer_specs import FUSED_NORM_CHECKPOINT_KEYS
+from ..errors import CheckpointError, ConfigError
+from ..layer_specs import FUSED_NORM_CHECKPOINT_KEYS
 
 def _leave_as_allocated(tensor: Tensor) -> Tensor:
     return tensor

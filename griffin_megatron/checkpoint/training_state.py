@@ -1,4 +1,4 @@
-"""Training checkpoints in Megatron-LM's layout, through griffin_megatron.parallel's save/load:
+"""A training run's checkpoints in Megatron-LM's layout, through checkpoint.distributed's save/load:
 
     <save>/iter_0000100/                  model, optimizer, LR schedule, RNG states, train state
     <save>/iter_0000100/griffin_model.json   architecture record (+ iteration, consumed samples)
@@ -13,22 +13,17 @@ is the one they were saved at (a resharded resume starts those generators from t
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 from typing import List, Optional
 
 import numpy
 import torch
-import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
-from ..checkpoint import SaveDirectoryLock, remove_stale_staging
-from ..checkpointing import LATEST_FILE, MODEL_RECORD, read_model_record, resolve_checkpoint_dir
-from ..errors import CheckpointError, OutputExistsError
-from ..output_paths import check_creatable_directory
-from .arguments import same_directory
+from ..errors import CheckpointError
+from .record import read_model_record, resolve_checkpoint_dir
 
 RNG_KEY = "rng_state"
 TRAIN_STATE_KEY = "train_state"
@@ -89,46 +84,10 @@ def _rng_sharded_object(state: Optional[dict]) -> ShardedObject:
     )
 
 
-def check_save_directory(args: argparse.Namespace) -> None:
-    """Never write over another run's checkpoints: a --save directory that already has a
-    `latest` pointer is only used to resume that run (--load pointing at it)."""
-    if args.save is None:
-        return
-    save = check_creatable_directory(args.save, "--save")
-    held = sorted(save.glob("iter_*")) + sorted(save.glob(LATEST_FILE)) if save.is_dir() else []
-    resuming = same_directory(args.load, args.save)
-    if held and not resuming:
-        raise OutputExistsError(
-            f"--save {save} already holds checkpoints ({held[-1].name}); pass --load {save} to "
-            "resume that run, or choose a new --save directory."
-        )
-
-
-def lock_save_directory(args: argparse.Namespace) -> Optional[SaveDirectoryLock]:
-    """Make this run the save directory's only writer (rank 0 holds the lock for the run) and
-    remove the staging directories an interrupted run left there; every rank raises together
-    if another live run holds the directory."""
-    if args.save is None:
-        return None
-    lock, refusal = None, None
-    if dist.get_rank() == 0:
-        try:
-            lock = SaveDirectoryLock(args.save).acquire()
-            remove_stale_staging(args.save)
-        except CheckpointError as error:
-            refusal = str(error)
-    holder = [refusal]
-    if dist.get_world_size() > 1:
-        dist.broadcast_object_list(holder, src=0)
-    if holder[0] is not None:
-        raise CheckpointError(holder[0])
-    return lock
-
-
 def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration: int,
                              consumed_samples: int, tokenizer_dir: Optional[Path]) -> Path:
     """Save this iteration under <save>/iter_N and point `latest` at it (all ranks)."""
-    from ..parallel import save_checkpoint
+    from .distributed import save_checkpoint
 
     train_state = {"iteration": iteration, "consumed_train_samples": consumed_samples}
     return save_checkpoint(
@@ -198,20 +157,11 @@ def check_schedule(args, record: dict, scheduler, directory: Path) -> None:
         )
 
 
-def nothing_to_resume(args) -> bool:
-    """`--load` names this run's own --save directory, which holds no checkpoint yet (the first
-    launch of a job that always passes `--save DIR --load DIR`)."""
-    load = Path(args.load).expanduser()
-    return same_directory(args.load, args.save) and not (
-        (load / LATEST_FILE).is_file() or (load / MODEL_RECORD).is_file()
-    )
-
-
 def load_training_checkpoint(args, chunks: List, optimizer, scheduler) -> dict:
     """Restore a checkpoint into this run; returns {"iteration", "consumed_samples", "directory",
     "rng"}. With --finetune, or from a model-only checkpoint (e.g. converted from HF), only the
     weights are taken and training starts at iteration 0."""
-    from ..parallel import load_checkpoint
+    from .distributed import load_checkpoint
 
     directory = resolve_checkpoint_dir(Path(args.load).expanduser())
     record = read_model_record(directory)
