@@ -4,7 +4,6 @@ bucketed losses computed here from one whole forward of the model per sequence."
 import json
 import math
 
-import numpy
 import pytest
 import torch
 from tiny_checkpoint import convert_to_checkpoint, random_text, write_hf_dir
