@@ -138,7 +138,8 @@ def save_checkpoint(
     or plain values such as a training loop's counters), saved under their own keys.
     hashes: record each file's SHA-256 beside its size (see `checkpoint.integrity`).
 
-    Returns the checkpoint directory (`<directory>/iter_<iteration, 7 digits>` when `iteration` is given).
+    Returns the checkpoint directory (`<directory>/iter_<iteration in 7 digits>` when
+    `iteration` is given).
     """
     if optimizer is not None and _has_empty_distributed_optimizer(optimizer):
         raise CheckpointError(
