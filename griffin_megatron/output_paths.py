@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Union
 
-from .errors import InputFileError
+from .errors import InputFileError, OutputExistsError
 
 
 def check_creatable_directory(path: Union[str, Path], option: str) -> Path:
@@ -18,6 +18,18 @@ def check_creatable_directory(path: Union[str, Path], option: str) -> Path:
     if target.exists() and not target.is_dir():
         raise InputFileError(f"{option} {path} is a file; pass a directory path.")
     _check_ancestors(target.absolute(), path, option)
+    return target
+
+
+def check_output_directory(path: Union[str, Path], option: str, overwrite: bool = False) -> Path:
+    """A directory a command fills: creatable as above, and empty unless `overwrite` says its
+    contents may be replaced. Returns the path, user-expanded."""
+    target = check_creatable_directory(path, option)
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"{target} already exists and is not empty; choose a new directory or pass "
+            "overwrite=True (--overwrite) to replace it."
+        )
     return target
 
 

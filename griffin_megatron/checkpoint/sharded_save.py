@@ -12,23 +12,13 @@ from typing import Optional, Union
 from megatron.core import dist_checkpointing
 
 from .. import compat
-from ..errors import OutputExistsError
-from ..output_paths import check_creatable_directory
+from ..output_paths import check_output_directory
 from .atomic import publish, staging_directory
 from .integrity import describe_files
 from .ranks import barrier, broadcast_object, broadcast_path, rank
 from .record import FILES_KEY, MODEL_RECORD
 from .tokenizer_files import copy_tokenizer_files
 from .writes import in_process_writes
-
-
-def check_writable(directory: Union[str, Path], overwrite: bool) -> None:
-    out = check_creatable_directory(directory, "checkpoint directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"{out} already exists and is not empty; choose a new directory or allow "
-            "overwriting (--overwrite)."
-        )
 
 
 def save_sharded_atomically(
@@ -45,7 +35,8 @@ def save_sharded_atomically(
     All ranks call this; rank 0 writes the model record (and tokenizer files). The record lists
     every file with its size and SHA-256 (sizes only with hashes=False), checked on load."""
     out = Path(directory)
-    check_writable(out, overwrite)  # on every rank, so that all of them stop together
+    # On every rank, so that all of them stop together.
+    check_output_directory(out, "checkpoint directory", overwrite)
     staging = broadcast_path(staging_directory(out) if rank() == 0 else None)
     try:
         with compat.cuda_requests_on_cpu(), in_process_writes():
@@ -68,4 +59,4 @@ def save_sharded_atomically(
     return out
 
 
-__all__ = ["check_writable", "save_sharded_atomically"]
+__all__ = ["save_sharded_atomically"]

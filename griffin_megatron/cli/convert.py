@@ -35,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint.model import build_model_from_checkpoint, save_model_checkpoint
     from ..checkpoint.record import resolve_checkpoint_dir
     from ..checkpoint.tokenizer_files import find_tokenizer_dir
-    from ..interop.hf import check_output_directory, from_hf, to_hf
+    from ..interop.hf import from_hf, to_hf
+    from ..output_paths import check_output_directory
 
     if args.direction == "hf-to-mcore":
-        check_output_directory(args.out, args.overwrite)
+        check_output_directory(args.out, "--out", args.overwrite)
         model = from_hf(args.hf_dir, params_dtype=_dtype(args.dtype))
         out = save_model_checkpoint(
             model,
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote Megatron distributed checkpoint {out}")
     else:
-        check_output_directory(args.out, args.overwrite)
+        check_output_directory(args.out, "--out", args.overwrite)
         ckpt = resolve_checkpoint_dir(args.ckpt)
         model = build_model_from_checkpoint(ckpt, backend="local")
         out = to_hf(

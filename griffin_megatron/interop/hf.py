@@ -14,8 +14,8 @@ from torch import Tensor
 from ..checkpoint import atomic_directory
 from ..checkpoint.tokenizer_files import copy_tokenizer_files
 from ..config import GriffinConfig
-from ..errors import CheckpointError, InputFileError, OutputExistsError
-from ..output_paths import check_creatable_directory
+from ..errors import CheckpointError, InputFileError
+from ..output_paths import check_output_directory
 from ..checkpoint.full_state import (
     WEIGHTS_FROM_CHECKPOINT,
     gather_full_state_dict,
@@ -130,16 +130,6 @@ def from_hf(
     return model.eval()
 
 
-def check_output_directory(out_dir: Union[str, Path], overwrite: bool = False) -> Path:
-    out = check_creatable_directory(out_dir, "--out")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"{out} already exists and is not empty; choose a new directory or pass overwrite=True "
-            "(--overwrite) to replace it."
-        )
-    return out
-
-
 def to_hf(
     model,
     out_dir: Union[str, Path],
@@ -158,7 +148,7 @@ def to_hf(
 
     config: GriffinConfig = model.config
     hf_config = hf_config_from_architecture(config)
-    out = check_output_directory(out_dir, overwrite)
+    out = check_output_directory(out_dir, "--out", overwrite)
     full = gather_full_state_dict(model)
     if dist.is_initialized() and dist.get_rank() != 0:
         dist.barrier()

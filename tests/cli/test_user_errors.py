@@ -142,19 +142,19 @@ def _output_exists(tmp_path):
 
 
 def _hf_output_exists(tmp_path):
-    from griffin_megatron.interop.hf import check_output_directory
+    from griffin_megatron.output_paths import check_output_directory
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "config.json").write_text("{}")
-    return check_output_directory(tmp_path / "out")
+    return check_output_directory(tmp_path / "out", "--out")
 
 
 def _checkpoint_output_exists(tmp_path):
-    from griffin_megatron.checkpoint.sharded_save import check_writable
+    from griffin_megatron.checkpoint.sharded_save import save_sharded_atomically
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "common.pt").write_bytes(b"")
-    return check_writable(tmp_path / "out", overwrite=False)
+    return save_sharded_atomically({}, tmp_path / "out", record={}, overwrite=False)
 
 
 RAISE_SITES = {
