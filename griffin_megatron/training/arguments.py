@@ -168,7 +168,8 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             "--override-opt-param-scheduler and --use-checkpoint-opt-param-scheduler contradict "
             "each other; pass the one whose schedule the resumed run should follow."
         )
-    for option, path in (("--save", args.save), ("--tensorboard-dir", args.tensorboard_dir),
+    # --save is checked with the other --save rules (checkpoint.save_directory).
+    for option, path in (("--tensorboard-dir", args.tensorboard_dir),
                          ("--data-cache-path", args.data_cache_path)):
         if path is not None:
             check_creatable_directory(path, option)
