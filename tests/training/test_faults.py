@@ -53,6 +53,17 @@ def _start(command, cwd, env=None):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def _wait_until_paused_in_save(process, save, iteration: int) -> str:
+    """Wait for the instrumented run (started with PAUSE_IN_SAVE = iteration) to stop inside
+    that save; returns the staging directory it is writing."""
+    deadline = time.time() + 240
+    while not (save / PAUSED_MARKER).exists():
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.time() < deadline, f"the save of iteration {iteration} was not reached"
+        time.sleep(0.2)
+    return (save / PAUSED_MARKER).read_text().strip()
+
+
 def _read_until(process, prefix: str, output: list) -> None:
     for line in process.stdout:
         output.append(line)
@@ -171,12 +182,7 @@ def test_kill_9_mid_save_leaves_the_previous_checkpoint(tiny_corpus, tmp_path, r
     command = train_command(_args(tiny_corpus, save, "--save-interval", "3"), instrumented=True)
     process = _start(command, tmp_path, env=environment(**{PAUSE_IN_SAVE: "6"}))
     try:
-        deadline = time.time() + 240
-        while not (save / PAUSED_MARKER).exists():
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.time() < deadline, "the save of iteration 6 was not reached"
-            time.sleep(0.2)
-        staging = (save / PAUSED_MARKER).read_text().strip()
+        staging = _wait_until_paused_in_save(process, save, 6)
         assert os.listdir(staging), "the interrupted save had written its shards"
     finally:
         os.killpg(process.pid, signal.SIGKILL)
@@ -197,11 +203,7 @@ def test_a_second_run_on_the_same_save_directory_is_refused(tiny_corpus, tmp_pat
     command = train_command(_args(tiny_corpus, save, "--save-interval", "2"), instrumented=True)
     first = _start(command, tmp_path, env=environment(**{PAUSE_IN_SAVE: "2"}))
     try:
-        deadline = time.time() + 240
-        while not (save / PAUSED_MARKER).exists():
-            assert first.poll() is None, first.stderr.read()[-3000:]
-            assert time.time() < deadline, "the first run did not reach its save"
-            time.sleep(0.2)
+        _wait_until_paused_in_save(first, save, 2)
         second = run_train(_args(tiny_corpus, save), cwd=tmp_path)
         assert first.poll() is None
     finally:
