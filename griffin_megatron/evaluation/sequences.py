@@ -47,10 +47,14 @@ def indexed_dataset_sequences(
     """Samples of seq_length + 1 tokens from one split of `prefix` (one epoch, shuffled as
     training shuffles), at most max_sequences of them."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+    from megatron.core.datasets.gpt_dataset import GPTDataset
 
-    from ..data.megatron_adapter import MegatronTokenizerAdapter
-    from ..training.data import check_dataset_files, ensure_dataset_helpers, resolve_tokenizer
+    from ..training.data import (
+        check_dataset_files,
+        ensure_dataset_helpers,
+        gpt_dataset_config,
+        resolve_tokenizer,
+    )
 
     try:
         check_dataset_files([prefix])
@@ -60,18 +64,7 @@ def indexed_dataset_sequences(
         raise DataError(f"split {split_name!r} is not one of {', '.join(SPLITS)}.")
     tok = resolve_tokenizer([prefix], tokenizer)
     ensure_dataset_helpers()
-    config = GPTDatasetConfig(
-        random_seed=seed,
-        sequence_length=seq_length,
-        blend=([prefix], None),
-        split=split,
-        path_to_cache=cache_path,
-        tokenizer=MegatronTokenizerAdapter(tok),
-        reset_position_ids=True,
-        reset_attention_mask=False,
-        eod_mask_loss=False,
-        create_attention_mask=False,
-    )
+    config = gpt_dataset_config(([prefix], None), seq_length, split, seed, cache_path, tok)
     sizes: List[Optional[int]] = [0, 0, 0]
     sizes[SPLITS.index(split_name)] = None  # one epoch of this split
     try:

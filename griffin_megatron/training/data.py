@@ -205,25 +205,35 @@ def dataset_sizes(args: argparse.Namespace) -> List[int]:
     return [args.train_iters * args.global_batch_size, eval_samples, eval_samples]
 
 
-def build_datasets(args: argparse.Namespace, tok: TextTokenizer, seq_length: int):
-    """(train, valid, test) Megatron datasets; valid/test are None for empty splits."""
-    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+def gpt_dataset_config(blend, seq_length: int, split: str, seed: int, cache_path: Optional[str],
+                       tok: TextTokenizer, eod_mask_loss: bool = False):
+    """Megatron's GPTDatasetConfig with the conventions of every Griffin dataset (training and
+    evaluation alike): positions restart at each document, which is where the model resets its
+    recurrence and attention, and no attention mask is built (the model derives it)."""
+    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
 
-    ensure_dataset_helpers()
-    prefixes, weights = parse_blend(args.data_path)
-    config = GPTDatasetConfig(
-        random_seed=args.seed,
+    return GPTDatasetConfig(
+        random_seed=seed,
         sequence_length=seq_length,
-        blend=(prefixes, weights),
-        split=args.split,
-        path_to_cache=args.data_cache_path,
+        blend=blend,
+        split=split,
+        path_to_cache=cache_path,
         tokenizer=MegatronTokenizerAdapter(tok),
         reset_position_ids=True,
         reset_attention_mask=False,
-        eod_mask_loss=args.eod_mask_loss,
+        eod_mask_loss=eod_mask_loss,
         create_attention_mask=False,
     )
+
+
+def build_datasets(args: argparse.Namespace, tok: TextTokenizer, seq_length: int):
+    """(train, valid, test) Megatron datasets; valid/test are None for empty splits."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset
+
+    ensure_dataset_helpers()
+    config = gpt_dataset_config(parse_blend(args.data_path), seq_length, args.split, args.seed,
+                                args.data_cache_path, tok, eod_mask_loss=args.eod_mask_loss)
     builder = BlendedMegatronDatasetBuilder(
         GPTDataset, dataset_sizes(args), lambda: True, config
     )
