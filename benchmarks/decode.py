@@ -302,8 +302,8 @@ def write_markdown(args, rows, lines):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     with open(args.markdown, "a") as out:
         out.write(f"\n### Decode, {stamp}, {where}, torch {torch.__version__}\n\n"
-                  f"Width {args.width}, depth {args.depth}, {args.heads} heads x 128 (one key/value "
-                  f"head), vocabulary {args.vocab}, window {args.window}, "
+                  f"Width {args.width}, depth {args.depth}, {args.heads} heads x 128 (one "
+                  f"key/value head), vocabulary {args.vocab}, window {args.window}, "
                   f"{'bf16' if args.bf16 else 'fp32'}, {args.new_tokens} new tokens, greedy, "
                   "through griffin_megatron.generation for every model (the transformer keeps a "
                   "preallocated key/value cache).\n\n"

@@ -74,7 +74,8 @@ FAILED=0
 headline() {  # the last "RESULT: ..." line of a log, else pytest's summary line, else "-"
     local line
     line="$(grep -E '^RESULT: ' "$1" | tail -n 1 | sed 's/^RESULT: //')"
-    [ -n "$line" ] || line="$(grep -E '^=*.*[0-9]+ (passed|failed|skipped|error)' "$1" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
+    [ -n "$line" ] || line="$(grep -E '[0-9]+ (passed|failed|skipped|error)' "$1" | tail -n 1 \
+        | tr -d '=' | sed 's/^ *//; s/ *$//')"
     echo "${line:--}"
 }
 step() {  # step NUMBER NAME GPU_LIMIT_S SCRIPT COMMAND...: run under its limit, log, add a row
