@@ -66,7 +66,7 @@ def build_models(args):
         num_query_groups=1,
         kv_channels=128,
         lru_width=args.lru_width or args.width,
-        rglru_num_heads=args.heads,
+        rglru_num_heads=args.rglru_heads or args.heads,
         vocab_size=args.vocab,
         seq_length=longest,
         use_cpu_initialization=True,
@@ -325,6 +325,11 @@ def parse_args(argv=None):
     parser.add_argument("--depth", type=int, default=6)
     parser.add_argument("--heads", type=int, default=2, help="query heads of dim 128")
     parser.add_argument("--vocab", type=int, default=16384)
+    parser.add_argument("--rglru-heads", type=int, default=None,
+                        help="blocks of the RG-LRU gates (default: --heads)")
+    parser.add_argument("--preset", default=None,
+                        help="take width, RG-LRU width and heads, depth, heads, vocabulary and "
+                        "window from this preset (e.g. griffin-400m)")
     parser.add_argument("--window", type=int, default=1024, help="griffin's attention window")
     parser.add_argument("--contexts", type=int, nargs="*",
                         default=[1024, 2048, 4096, 8192, 16384], help="batch-1 contexts")
@@ -359,6 +364,17 @@ def parse_args(argv=None):
             if getattr(args, name) == parser.get_default(name):  # not given: the quick one
                 setattr(args, name, quick)
         args.new_tokens, args.chunk = 8, 128
+    if args.preset:
+        from griffin_megatron.presets import get_preset
+
+        config = get_preset(args.preset)
+        args.width, args.lru_width, args.depth = (config.hidden_size, config.lru_width,
+                                                  config.num_layers)
+        args.heads, args.rglru_heads = config.num_attention_heads, config.rglru_num_heads
+        args.vocab, args.window = config.vocab_size, config.attention_window
+        if config.kv_channels != 128:
+            parser.error(f"--preset {args.preset} has head dimension {config.kv_channels}; this "
+                         "benchmark's models have 128.")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU; leave --device at cpu.")
     if args.rounds < 1:

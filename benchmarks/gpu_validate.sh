@@ -164,8 +164,7 @@ MATCHED=(--models griffin mqa-transformer --match-parameters --contexts --hf-con
 if [ "$DRY_RUN" -eq 1 ]; then
     DECODE=(--quick --batch16-contexts 256 --new-tokens 4)
 else
-    DECODE=(--device cuda --bf16 --width 1536 --lru-width 2048 --depth 12 --heads 12
-            --vocab 16384 --window 1024 --batch16-contexts 8192 --new-tokens 32)
+    DECODE=(--device cuda --bf16 --preset griffin-400m --batch16-contexts 8192 --new-tokens 32)
 fi
 step 5 "decode vs MQA transformer, 8K x batch 16" 90 benchmarks/decode.py \
     "$PYTHON" benchmarks/decode.py "${DECODE[@]}" "${MATCHED[@]}" --markdown "$DETAILS"
