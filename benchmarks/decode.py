@@ -57,6 +57,7 @@ def build_models(args):
 
     ensure_initialized()
     longest = max(args.contexts + args.batch16_contexts) + args.new_tokens
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
     common = dict(
         num_layers=args.depth,
         hidden_size=args.width,
@@ -65,21 +66,33 @@ def build_models(args):
         num_query_groups=1,
         kv_channels=128,
         lru_width=args.lru_width or args.width,
-        rglru_num_heads=args.heads,
+        rglru_num_heads=args.rglru_heads or args.heads,
         vocab_size=args.vocab,
         seq_length=longest,
         use_cpu_initialization=True,
-        rglru_backend="torch",
+        params_dtype=dtype,
+        bf16=args.bf16,
+        rglru_backend="torch" if args.device == "cpu" else "auto",
     )
     patterns = {
         "griffin": dict(block_pattern="RRA", attention_window=args.window),
         "hawk": dict(block_pattern="R", attention_window=args.window),
         "mqa-transformer": dict(block_pattern="A", attention_window=longest),
     }
+    if args.match_parameters:
+        from griffin_megatron.presets import count_parameters
+
+        # The transformer's MLP widened until it has griffin's parameters (one-channel steps).
+        griffin = count_parameters(GriffinConfig(**common, **patterns["griffin"]))
+        plain = GriffinConfig(**common, **patterns["mqa-transformer"])
+        per_channel = 3 * args.width * args.depth + 2 * args.depth  # fc1 (2), fc2, their biases
+        ffn = 3 * args.width + round((griffin - count_parameters(plain)) / per_channel)
+        patterns["mqa-transformer"]["ffn_hidden_size"] = ffn
     models = {}
-    for name in MODELS:
+    for name in args.models:
         torch.manual_seed(0)
-        models[name] = GriffinModel(GriffinConfig(**common, **patterns[name])).eval()
+        config = GriffinConfig(**{**common, **patterns[name]})
+        models[name] = GriffinModel(config).eval().to(args.device)
     return models
 
 
@@ -114,7 +127,8 @@ def run_ours(model, prompts, args):
     from griffin_megatron.generation import GriffinInferenceCache
 
     length = len(prompts[0])
-    cache = GriffinInferenceCache(len(prompts), max_length=length + args.new_tokens)
+    cache = GriffinInferenceCache(len(prompts), max_length=length + args.new_tokens,
+                                  device=args.device)
     times, tokens = [clock()], []
     for step in stream_generate(model, prompts, max_new_tokens=args.new_tokens,
                                 prefill_chunk_size=args.chunk, cache=cache):
@@ -159,11 +173,15 @@ def benchmark(args, models, hf):
     for batch, context in jobs:
         prompts = make_prompts(batch, context, args.vocab)
         ours_tokens = None
-        for name in MODELS:
+        for name in args.models:
+            if args.warmup:  # the same job once untimed: kernels compile and tune there
+                run_ours(models[name], prompts, args)
             result, tokens = run_ours(models[name], prompts, args)
             if name == "griffin":
                 ours_tokens = tokens
-            rows.append({"model": name, "batch": batch, "context": context, **result})
+            parameters = sum(p.numel() for p in models[name].parameters())
+            rows.append({"model": name, "batch": batch, "context": context,
+                         "parameters": parameters, **result})
             print(_format_row(rows[-1]), flush=True)
             gc.collect()
         if batch == 1 and hf is not None and context in args.hf_contexts:
@@ -215,13 +233,15 @@ def goals(rows, args, ratios=None):
     lines = []
     past_window = sorted({r["context"] for r in rows if r["model"] == "griffin" and r["batch"] == 1
                           and r["context"] >= args.window})
-    for model in MODELS:
+    for model in args.models:
         sizes = [_find(rows, model, 1, c)["cache_mib"] for c in past_window]
         if len(sizes) >= 2:
             lines.append(f"cache MiB/seq of {model} from {past_window[0]} to {past_window[-1]} "
                          f"tokens: {sizes[0]:.3f} -> {sizes[-1]:.3f} (x{sizes[-1] / sizes[0]:.2f})")
     for context in args.batch16_contexts:
         g, t = _find(rows, "griffin", 16, context), _find(rows, "mqa-transformer", 16, context)
+        if g is None or t is None:
+            continue
         ratio = g["tok_s"] / t["tok_s"]
         lines.append(f"decode tok/s at {context} tokens, batch 16: griffin / mqa-transformer = "
                      f"{ratio:.2f} (goal >= 2 at 8192: "
@@ -274,6 +294,30 @@ def plot(rows, path):
     print(f"wrote {path}")
 
 
+def write_markdown(args, rows, lines):
+    import datetime
+
+    where = (f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}" if args.device == "cuda"
+             else f"{platform.processor() or platform.machine()} CPU")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    with open(args.markdown, "a") as out:
+        out.write(f"\n### Decode, {stamp}, {where}, torch {torch.__version__}\n\n"
+                  f"Width {args.width}, depth {args.depth}, {args.heads} heads x 128 (one "
+                  f"key/value head), vocabulary {args.vocab}, window {args.window}, "
+                  f"{'bf16' if args.bf16 else 'fp32'}, {args.new_tokens} new tokens, greedy, "
+                  "through griffin_megatron.generation for every model (the transformer keeps a "
+                  "preallocated key/value cache).\n\n"
+                  "| model | parameters | batch | context | prefill s | decode tok/s | ms/step | "
+                  "cache MiB/seq |\n|---|---|---|---|---|---|---|---|\n")
+        for r in rows:
+            if r["model"] == "hf-griffin":
+                continue
+            out.write(f"| {r['model']} | {r['parameters'] / 1e6:,.2f}M | {r['batch']} | "
+                      f"{r['context']} | {r['prefill_s']:.2f} | {r['tok_s']:,.1f} | "
+                      f"{r['ms_step']:.2f} | {r['cache_mib']:.3f} |\n")
+        out.write("".join(f"\n- {line}" for line in lines) + "\n")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=int, default=256)
@@ -281,8 +325,13 @@ def parse_args(argv=None):
     parser.add_argument("--depth", type=int, default=6)
     parser.add_argument("--heads", type=int, default=2, help="query heads of dim 128")
     parser.add_argument("--vocab", type=int, default=16384)
+    parser.add_argument("--rglru-heads", type=int, default=None,
+                        help="blocks of the RG-LRU gates (default: --heads)")
+    parser.add_argument("--preset", default=None,
+                        help="take width, RG-LRU width and heads, depth, heads, vocabulary and "
+                        "window from this preset (e.g. griffin-400m)")
     parser.add_argument("--window", type=int, default=1024, help="griffin's attention window")
-    parser.add_argument("--contexts", type=int, nargs="+",
+    parser.add_argument("--contexts", type=int, nargs="*",
                         default=[1024, 2048, 4096, 8192, 16384], help="batch-1 contexts")
     parser.add_argument("--batch16-contexts", type=int, nargs="*", default=[1024, 8192])
     parser.add_argument("--hf-contexts", type=int, nargs="*", default=[1024, 4096],
@@ -298,11 +347,36 @@ def parse_args(argv=None):
                         "shared with other jobs; equals wall time on an idle one)")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot here")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="bf16 parameters (default fp32)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--warmup", action="store_true",
+                        help="run every job once untimed first (GPU kernels compile there)")
+    parser.add_argument("--match-parameters", action="store_true",
+                        help="widen mqa-transformer's MLP until it has griffin's parameter count")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="append the table and the ratios to this Markdown file")
     args = parser.parse_args(argv)
     if args.quick:
         args.width, args.depth, args.heads, args.vocab, args.window = 128, 3, 1, 1024, 64
-        args.contexts, args.batch16_contexts, args.hf_contexts = [64, 256], [256], [256]
+        for name, quick in (("contexts", [64, 256]), ("batch16_contexts", [256]),
+                            ("hf_contexts", [256])):
+            if getattr(args, name) == parser.get_default(name):  # not given: the quick one
+                setattr(args, name, quick)
         args.new_tokens, args.chunk = 8, 128
+    if args.preset:
+        from griffin_megatron.presets import get_preset
+
+        config = get_preset(args.preset)
+        args.width, args.lru_width, args.depth = (config.hidden_size, config.lru_width,
+                                                  config.num_layers)
+        args.heads, args.rglru_heads = config.num_attention_heads, config.rglru_num_heads
+        args.vocab, args.window = config.vocab_size, config.attention_window
+        if config.kv_channels != 128:
+            parser.error(f"--preset {args.preset} has head dimension {config.kv_channels}; this "
+                         "benchmark's models have 128.")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA GPU; leave --device at cpu.")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1.")
     if args.new_tokens < 3:
@@ -325,7 +399,8 @@ def main(argv=None):
     print(f"load average before: {os.getloadavg()[0]:.1f} (timings assume an otherwise idle machine)")
     print(HEADER, flush=True)
     models = build_models(args)
-    hf = build_hf_copy(models["griffin"]) if args.hf_contexts else None
+    hf = (build_hf_copy(models["griffin"])
+          if args.hf_contexts and "griffin" in models and args.device == "cpu" else None)
     rows = benchmark(args, models, hf)
     ratios = alternating_ratios(models, hf, args) if args.rounds > 1 and hf is not None else None
     print(f"load average after: {os.getloadavg()[0]:.1f}")
@@ -334,8 +409,17 @@ def main(argv=None):
     for r in rows:
         print(_format_row(r))
     print()
-    for line in goals(rows, args, ratios):
+    lines = goals(rows, args, ratios)
+    for line in lines:
         print(line)
+    summary = [f"{c}x{b}: x{_find(rows, 'griffin', b, c)['tok_s'] / r['tok_s']:.2f}"
+               for r in rows if r["model"] == "mqa-transformer"
+               for b, c in [(r["batch"], r["context"])] if _find(rows, "griffin", b, c)]
+    if summary:
+        print("RESULT: griffin / mqa-transformer decode tok/s (context x batch) "
+              + ", ".join(summary))
+    if args.markdown:
+        write_markdown(args, rows, lines)
     if args.plot:
         plot(rows, args.plot)
 

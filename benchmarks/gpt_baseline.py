@@ -1,15 +1,17 @@
 """The Transformer baseline of the throughput benchmark: a Megatron-Core GPTModel.
 
-Same residual blocks as Griffin (RMSNorm, GeGLU-tanh MLP with 3x expansion, tied embedding) but
-global causal multi-head attention with RoPE in every layer; at Griffin-400M's width and depth
-(1536, 12 layers, 12 heads of 128) it has about 400M parameters. Megatron-Core's local
-DotProductAttention materialises the T x T scores; the baseline uses PyTorch's fused SDPA
-(flash attention on a GPU) instead, so it is as fast as a Transformer gets without TE.
+Same residual blocks as Griffin (RMSNorm, GeGLU-tanh MLP, tied embedding) but global causal
+multi-query attention (one key/value head, as Griffin's local attention) with RoPE in every
+layer. `mqa_matched_to(config)` gives it Griffin's width, depth, heads, head dimension and
+vocabulary, and the MLP width that makes its parameter count Griffin's (within one MLP step of
+64 channels per layer). Megatron-Core's local DotProductAttention materialises the T x T scores;
+the baseline uses PyTorch's fused SDPA instead (causal, no mask, `enable_gqa`: the flash kernel
+on a GPU, which takes grouped key/value heads), so it is as fast as a Transformer gets without TE.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Dict
 
 import torch
@@ -54,8 +56,28 @@ class GPTShape:
     def forward_flops(self, seq_length: int) -> Dict[str, int]:
         return gpt_forward_flops(**asdict(self), gated_linear_unit=True, seq_length=seq_length)
 
+    def parameters(self) -> int:
+        """Parameters of build_gpt's model (no biases, tied output layer)."""
+        d, heads, dh = self.hidden_size, self.num_attention_heads, self.kv_channels
+        attention = d * dh * (heads + 2 * self.num_query_groups) + heads * dh * d
+        mlp = 3 * d * self.ffn_hidden_size
+        return self.vocab_size * d + d + self.num_layers * (2 * d + attention + mlp)
 
-GPT_400M = GPTShape()
+
+def mqa_matched_to(config, multiple: int = 64) -> GPTShape:
+    """An MQA GPT with Griffin's width, depth, heads and vocabulary, and the MLP width (a
+    multiple of `multiple`) that brings its parameters nearest Griffin's."""
+    from griffin_megatron.presets import count_parameters
+
+    base = GPTShape(hidden_size=config.hidden_size, num_layers=config.num_layers,
+                    num_attention_heads=config.num_attention_heads, num_query_groups=1,
+                    kv_channels=config.kv_channels, ffn_hidden_size=0,
+                    vocab_size=config.vocab_size)
+    per_channel = 3 * config.hidden_size * config.num_layers
+    ffn = (count_parameters(config) - base.parameters()) / per_channel
+    return replace(base, ffn_hidden_size=max(multiple, round(ffn / multiple) * multiple))
+
+
 GPT_TINY = GPTShape(hidden_size=64, num_layers=2, num_attention_heads=4, num_query_groups=4,
                     kv_channels=16, ffn_hidden_size=192, vocab_size=512)
 

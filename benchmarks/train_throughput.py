@@ -5,9 +5,10 @@ number of tokens per step, timed over `--steps` steps after `--warmup` untimed o
 compiles its kernels there). Tokens/s, model TFLOP/s (griffin_megatron.flops: windowed
 attention counted by its window, RG-LRU / Conv1D included) and MFU against the GPU's datasheet
 dense bf16 peak. The optimizer is torch AdamW (fused on a GPU) on the bf16 parameters, the same
-for both models; one GPU, no data / tensor parallelism.
+for both models; one GPU, no data / tensor parallelism. The Transformer is a Megatron-Core
+GPTModel with one key/value head and Griffin's parameter count (gpt_baseline.mqa_matched_to).
 
-    python benchmarks/train_throughput.py                       # GPU: Griffin-400M vs GPT ~400M
+    python benchmarks/train_throughput.py                       # GPU: Griffin-400M vs MQA GPT
     python benchmarks/train_throughput.py --device cpu --tiny   # CPU smoke test of the script
 
 --markdown FILE appends the table, with the date and the machine, to FILE.
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package, also without installing it
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gpt_baseline import GPT_400M, GPT_TINY, build_gpt  # noqa: E402
+from gpt_baseline import build_gpt, mqa_matched_to  # noqa: E402
 
 from griffin_megatron.flops import (  # noqa: E402
     griffin_forward_flops,
@@ -43,23 +44,27 @@ from griffin_megatron.runtime import ensure_initialized  # noqa: E402
 GiB = 2**30
 
 
+def griffin_config(seq_length: int, args):
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    return get_preset(
+        "griffin-tiny" if args.tiny else "griffin-400m",
+        params_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        seq_length=seq_length,
+        use_cpu_initialization=args.device == "cpu",
+    )
+
+
 def build(model_name: str, seq_length: int, args):
     """(model, vocab size, forward FLOPs of one sequence, description)."""
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    config = griffin_config(seq_length, args)
     if model_name == "griffin":
-        preset = "griffin-tiny" if args.tiny else "griffin-400m"
-        config = get_preset(
-            preset,
-            params_dtype=dtype,
-            bf16=dtype == torch.bfloat16,
-            seq_length=seq_length,
-            use_cpu_initialization=args.device == "cpu",
-        )
         model = GriffinModel(config, backend=args.backend).to(args.device)
+        preset = "griffin-tiny" if args.tiny else "griffin-400m"
         return model, config.vocab_size, griffin_forward_flops(config, seq_length), preset
-    shape = GPT_TINY if args.tiny else GPT_400M
-    model = build_gpt(shape, seq_length, dtype, args.device)
-    return model, shape.vocab_size, shape.forward_flops(seq_length), "gpt (global attention)"
+    shape = mqa_matched_to(config)
+    model = build_gpt(shape, seq_length, config.params_dtype, args.device)
+    return model, shape.vocab_size, shape.forward_flops(seq_length), "gpt (global MQA)"
 
 
 def synchronize(device: str) -> None:
@@ -140,6 +145,26 @@ def markdown_table(rows) -> str:
     return "\n".join(lines)
 
 
+def ratio_lines(rows) -> list:
+    """Griffin against the Transformer at each sequence length where both ran; the last line
+    (RESULT: ...) is what benchmarks/gpu_validate.sh puts in its summary."""
+    lines, summary = [], []
+    for seq in sorted({row["seq"] for row in rows}):
+        pair = {row["model"].split(" ")[0].split("-")[0]: row for row in rows if row["seq"] == seq}
+        if set(pair) != {"griffin", "gpt"}:
+            continue
+        speed = pair["griffin"]["tokens/s"] / pair["gpt"]["tokens/s"]
+        line = f"seq {seq}: Griffin / GPT tokens/s = {speed:.2f}"
+        if pair["griffin"]["peak GiB"] and pair["gpt"]["peak GiB"]:
+            memory = pair["griffin"]["peak GiB"] / pair["gpt"]["peak GiB"]
+            line += f", peak memory = {memory:.2f}"
+        lines.append(line)
+        summary.append(f"{seq}: x{speed:.2f}")
+    if summary:
+        lines.append("RESULT: Griffin / GPT training tokens/s " + ", ".join(summary))
+    return lines
+
+
 def machine(device: str) -> str:
     if device == "cuda":
         import triton
@@ -186,14 +211,17 @@ def main(argv=None) -> int:
             rows.append(row)
             print(" | ".join(format_cell(c, row[c]) for c in COLUMNS), flush=True)
     table = markdown_table(rows)
-    print("\n" + table)
+    ratios = ratio_lines(rows)
+    print("\n" + table + "\n\n" + "\n".join(ratios))
     if args.markdown:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
         peak = f"{args.peak_tflops:g} TFLOP/s" if args.peak_tflops else "no peak known"
         with open(args.markdown, "a") as out:
             out.write(f"\n### Training throughput, {stamp}, {machine(args.device)}\n\n"
                       f"{args.tokens_per_step} tokens per step, {args.steps} timed steps after "
-                      f"{args.warmup} warm-up steps; MFU against {peak}.\n\n{table}\n")
+                      f"{args.warmup} warm-up steps; MFU against {peak}; peak GiB is "
+                      f"torch's peak allocated memory over the timed steps.\n\n{table}\n\n"
+                      + "".join(f"- {line}\n" for line in ratios))
     return 0
 
 

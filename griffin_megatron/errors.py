@@ -35,5 +35,9 @@ class MissingDependencyError(UserError, ImportError):
     """An optional package is needed; the message names it and the extra that installs it."""
 
 
+class DeviceError(UserError, RuntimeError):
+    """The machine's accelerator cannot be used as it appears (devices visible, CUDA unusable)."""
+
+
 class OutputExistsError(UserError, FileExistsError):
     """An output path already holds something that the command would overwrite."""

@@ -98,6 +98,10 @@ OPTIONS: Tuple[Option, ...] = (
            "split norms and activations over the sequence (needs TP > 1)"),
     Option("use-distributed-optimizer", PARALLEL, bool, False,
            "shard optimizer state over data-parallel ranks"),
+    Option("gradient-accumulation-fusion", PARALLEL, str, "auto",
+           "accumulate weight gradients inside the GEMM with NVIDIA Apex's "
+           "fused_weight_gradient_mlp_cuda: auto where it imports on a GPU, on (refused where "
+           "it does not import), off (ours)", choices=("auto", "on", "off")),
     # batch and schedule
     Option("micro-batch-size", BATCH, int, 1, "sequences per micro-batch and data-parallel rank",
            minimum=1),

@@ -29,7 +29,9 @@ COMMANDS = {
     "evaluate": ("evaluate", "loss and perplexity by position, in the memory of one chunk"),
     "lm-eval": ("lm_evaluation", "lm-evaluation-harness tasks on a checkpoint (the eval extra)"),
 }
-
+# The commands that run a model: they refuse visible NVIDIA devices that torch cannot use
+# (device.check_cuda_usable) rather than run on the CPU unnoticed.
+RUNS_A_MODEL = ("train", "generate", "evaluate", "lm-eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +66,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     compat.install()
     try:
+        if args.command in RUNS_A_MODEL:
+            from ..device import check_cuda_usable
+
+            check_cuda_usable()
         result = args._run(args)
     except UserError as error:
         if os.environ.get("GRIFFIN_MEGATRON_DEBUG") == "1":

@@ -26,6 +26,8 @@ from megatron.core.model_parallel_config import ModelParallelConfig
 
 from ..checkpoint.record import model_record
 from ..config import GriffinConfig
+from ..device import gradient_accumulation_fusion, run_settings
+from ..errors import ConfigError
 from ..presets import preset_architecture, preset_names
 
 # Megatron-LM option (dest) -> GriffinConfig field, filled from the preset when not given.
@@ -109,13 +111,11 @@ def _run_settings(args: argparse.Namespace) -> dict:
         batch_p2p_comm=not args.overlap_p2p_comm,
         num_layers_in_first_pipeline_stage=args.decoder_first_pipeline_num_layers,
         num_layers_in_last_pipeline_stage=args.decoder_last_pipeline_num_layers,
-        # Megatron-LM frees a stage's sent activations right after the send; gloo sends are
-        # asynchronous and would read the freed storage, so only with CUDA (NCCL streams).
-        deallocate_pipeline_outputs=torch.cuda.is_available(),
     )
-    if not torch.cuda.is_available():
-        # Weights are initialised on the CPU, and the fused wgrad kernel is a CUDA extension.
-        settings.update(use_cpu_initialization=True, gradient_accumulation_fusion=False)
+    # The CUDA-dependent settings, shared with `griffin-megatron train` (device.py); the fusion
+    # was settled (and said) by check_griffin_arguments.
+    settings.update(run_settings(args.gradient_accumulation_fusion,
+                                 cpu_initialization=args.use_cpu_initialization))
     return settings
 
 
@@ -125,9 +125,29 @@ def griffin_config(args: argparse.Namespace, vocab_size: int) -> GriffinConfig:
                             "vocab_size": vocab_size})
 
 
+def tp_comm_overlap_refusal(backend: str) -> str:
+    """Why --tp-comm-overlap is refused with this backend, in one sentence."""
+    if backend == "te":
+        # TE's get_ub() has userbuffers only for the qkv, proj, fc1 and fc2 GEMMs; the recurrent
+        # block's linears would ask for "recurrent_in" / "recurrent_out" and fail mid-build.
+        why = ("Transformer Engine's userbuffers know only the qkv, proj, fc1 and fc2 GEMMs, "
+               "not the recurrent block's linear_in / linear_out")
+    else:
+        why = ("the local backend's linears do not overlap communication (a Transformer Engine "
+               "feature)")
+    return (f"--tp-comm-overlap cannot be used with --backend {backend}: {why}; drop "
+            "--tp-comm-overlap.")
+
+
 def check_griffin_arguments(args: argparse.Namespace) -> None:
     """Griffin's shape rules (e.g. heads divisible by the TP size), checked right after parsing,
     before Megatron-LM's own checks, so that the user reads Griffin's sentence."""
+    if args.tp_comm_overlap:
+        raise ConfigError(tp_comm_overlap_refusal(args.backend))
+    # Megatron-LM's default (on) means "wherever it can run": settled once, here, before
+    # Megatron-LM's own checks read it; --no-gradient-accumulation-fusion turns it off.
+    args.gradient_accumulation_fusion = gradient_accumulation_fusion(
+        None if args.gradient_accumulation_fusion else False, torch.cuda.is_available())
     architecture = architecture_from_args(args)
     tp = args.tensor_model_parallel_size
     architecture["vocab_size"] = padded_vocab_size(

@@ -124,6 +124,14 @@ def run(argv: Optional[List[str]] = None) -> int:
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 1
+    from ..device import check_cuda_usable
+    from ..errors import UserError
+
+    try:
+        check_cuda_usable()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from megatron.core.enums import ModelType
     from megatron.training import get_tokenizer
     from megatron.training.argument_utils import pretrain_cfg_container_from_args
@@ -138,8 +146,12 @@ def run(argv: Optional[List[str]] = None) -> int:
         try:
             args = parse_arguments(argv)
             model_config = model_config_from_args(args, get_tokenizer().vocab_size)
+        except UserError as error:
+            # Ours (errors.py: GriffinConfig's rules, refused options, missing extensions).
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         except ValueError as error:
-            # GriffinConfig's sentences, and TransformerConfig's ValueErrors (also one sentence).
+            # TransformerConfig's ValueErrors (also one sentence).
             print(f"error: {error}", file=sys.stderr)
             return 1
         except AssertionError as error:

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from ..config import GriffinConfig, virtual_stages
+from ..device import FUSION_CHOICES, run_settings
 from ..errors import ConfigError
 from ..presets import preset_architecture
 from ..recipes import ARCHITECTURE_KEYS
@@ -49,17 +50,15 @@ def build_model_config(args: argparse.Namespace, vocab_size: Optional[int] = Non
         bf16=args.bf16,
         params_dtype=dtype,
         pipeline_dtype=dtype,
-        use_cpu_initialization=not torch.cuda.is_available(),
         recompute_granularity=args.recompute_granularity,
         recompute_method=args.recompute_method,
         recompute_num_layers=args.recompute_num_layers,
         # The loss is a token-weighted mean over the whole global batch (all micro-batches and
         # data-parallel ranks), whatever the split into micro-batches.
         calculate_per_token_loss=True,
-        # Megatron-LM frees a stage's sent activations right after the send; with gloo the send
-        # is asynchronous and would read the freed storage (measured: wrong, run-to-run varying
-        # losses with interleaved stages), so only on GPUs, where NCCL streams order it.
-        deallocate_pipeline_outputs=torch.cuda.is_available(),
+        # CPU initialisation, pipeline-output freeing, fused weight-gradient accumulation: the
+        # CUDA-dependent settings, shared with Megatron-LM's pretrain() (device.py).
+        **run_settings(FUSION_CHOICES[getattr(args, "gradient_accumulation_fusion", "auto")]),
     )
     if interleaved:
         # As Megatron-LM: interleaved stages exchange activations with overlapped p2p.

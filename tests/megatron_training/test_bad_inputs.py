@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
 from tests.training.harness import environment
 
@@ -48,8 +49,74 @@ def test_heads_not_divisible_by_tensor_parallel(tmp_path):
     done = _run([*ENTRY, "--preset", "griffin-tiny", "--tensor-model-parallel-size", "3",
                  "--micro-batch-size", "1", "--train-iters", "1", "--mock-data",
                  "--tokenizer-type", "NullTokenizer", "--vocab-size", "320"], tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2  # a GriffinConfigError (errors.py): the user's to fix
     errors = _error_lines(done.stderr)
     assert len(errors) == 1, done.stderr
     assert "not divisible by tensor_model_parallel_size=3" in errors[0], done.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@requires_megatron_training
+def test_visible_but_unusable_cuda(tmp_path):
+    """This machine's torch cannot use CUDA; CUDA_VISIBLE_DEVICES=0 shows it a device."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine whose torch cannot use CUDA")
+    done = subprocess.run([*ENTRY, "--preset", "griffin-tiny"], cwd=tmp_path,
+                          env=environment(CUDA_VISIBLE_DEVICES="0"), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = _error_lines(done.stderr)
+    assert len(errors) == 1 and "NVIDIA devices are visible (CUDA_VISIBLE_DEVICES=0)" in errors[0]
+    assert errors[0].endswith('run on the CPU on purpose with CUDA_VISIBLE_DEVICES="".')
+    assert not any(tmp_path.iterdir())
+
+
+@requires_megatron_training
+@pytest.mark.parametrize("backend", ["local", "te"])
+def test_tp_comm_overlap_is_refused(backend, tmp_path):
+    done = _run([*ENTRY, "--preset", "griffin-tiny", "--backend", backend, "--tp-comm-overlap",
+                 "--tensor-model-parallel-size", "2", "--sequence-parallel",
+                 "--micro-batch-size", "1", "--train-iters", "1", "--mock-data",
+                 "--tokenizer-type", "NullTokenizer", "--vocab-size", "320"], tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = _error_lines(done.stderr)
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith(f"error: --tp-comm-overlap cannot be used with --backend {backend}")
+    assert not any(tmp_path.iterdir())
+
+
+@requires_megatron_training
+@pytest.mark.parametrize("importable, flags, expected", [
+    pytest.param(True, [], True, id="extension-imports"),
+    pytest.param(False, [], False, id="extension-missing"),
+    pytest.param(True, ["--no-gradient-accumulation-fusion"], False, id="turned-off"),
+])
+def test_pretrain_args_take_the_fusion_rule(importable, flags, expected, monkeypatch):
+    """Megatron-LM's parser on a (pretended) GPU: its default fusion is kept only where Apex's
+    extension imports, in args and in the GriffinConfig built from them."""
+    import types
+
+    import torch
+    from megatron.training.arguments import parse_args
+
+    from griffin_megatron.device import FUSION_EXTENSION
+    from griffin_megatron.megatron_training.arguments import (
+        _run_settings,
+        add_griffin_arguments,
+        apply_preset,
+        check_griffin_arguments,
+    )
+
+    fake = types.ModuleType(FUSION_EXTENSION) if importable else None
+    monkeypatch.setitem(sys.modules, FUSION_EXTENSION, fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sys, "argv", ["pretrain", "--preset", "griffin-tiny",
+                                      "--micro-batch-size", "1", *flags])
+    args = parse_args(extra_args_provider=add_griffin_arguments)
+    apply_preset(args)
+    check_griffin_arguments(args)
+    assert args.gradient_accumulation_fusion is expected
+    args.params_dtype = torch.float32  # set by validate_args, which this test does not run
+    assert _run_settings(args)["gradient_accumulation_fusion"] is expected

@@ -1,41 +1,88 @@
-"""The GPU validation's CPU-runnable parts: the throughput script end to end on tiny models, the
-shell script's syntax, and collection of the CUDA-marked tests it runs."""
+"""The GPU validation script's dry run (benchmarks/gpu_validate.sh --dry-run: every step at tiny
+sizes on this CPU), so the script and the benchmarks it calls cannot rot, and the Transformer
+baseline's parameter matching."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+# The CLI the owners of these two benchmarks agreed on; until a script has it, its step must be
+# a failed row of the table (and the rest of the run must go on).
+AGREED_CLI = ("--tiny", "--markdown")
+OTHERS = {"2": ROOT / "benchmarks" / "rglru.py", "3": ROOT / "benchmarks" / "local_attention.py"}
 
 
-def run(*args, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, **kwargs)
+def has_agreed_cli(script: Path) -> bool:
+    return script.is_file() and all(option in script.read_text() for option in AGREED_CLI)
 
 
-def test_gpu_validate_script_parses():
-    assert run("bash", "-n", "benchmarks/gpu_validate.sh").returncode == 0
+def table_rows(text: str) -> dict:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0][:1].isdigit():
+            rows[cells[0]] = cells
+    return rows
 
 
-def test_throughput_script_runs_on_cpu(tmp_path):
-    markdown = tmp_path / "results.md"
-    result = run(sys.executable, "benchmarks/train_throughput.py", "--device", "cpu", "--tiny",
-                 "--seq-lengths", "64", "--steps", "1", "--warmup", "1",
-                 "--markdown", str(markdown), timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    text = markdown.read_text()
-    assert "### Training throughput" in text
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[0] for row in rows] == ["| griffin-tiny", "| gpt (global attention)"]
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[2] == "64" and float(cells[5].replace(",", "")) > 0  # seq, tokens/s
+def test_gpu_validate_dry_run(tmp_path):
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OUT": str(tmp_path), "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "benchmarks/gpu_validate.sh", "--dry-run"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert results.read_bytes() == before  # a dry run leaves RESULTS.md alone
+    table = (tmp_path / "gpu_validate_dry_run.md").read_text()
+    rows = table_rows(table)
+    assert re.search(r"^Machine: .* CPU, \d+ cores \| Python 3", table, re.MULTILINE), table[:500]
+    assert sorted(rows) == ["1", "1b", "2", "3", "4", "5"], done.stdout[-3000:]
+    expected = {"1": True, "1b": True, "4": True, "5": True,
+                **{n: has_agreed_cli(script) for n, script in OTHERS.items()}}
+    for number, passes in expected.items():
+        status = rows[number][2]
+        assert (status == "passed") is passes, (rows[number], done.stdout[-3000:])
+    assert done.returncode == (0 if all(expected.values()) else 1)
+    # Steps 1 and 1b selected the GPU tests (they skip here): the kernels' and the others.
+    for number, test_file in (("1", "tests/ops/test_rglru_triton.py"),
+                              ("1b", "tests/recipes/test_activation_memory_gpu.py")):
+        assert re.fullmatch(r"\d+ skipped, \d+ deselected.*", rows[number][4]), rows[number]
+        assert test_file in (tmp_path / f"step{number}.log").read_text()
+    # Steps 4 and 5: Griffin against the Transformer, with the ratio in the headline.
+    assert "| griffin-tiny |" in table and "| gpt (global MQA) |" in table
+    assert re.search(r"Griffin / GPT training tokens/s 64: x\d", rows["4"][4]), rows["4"]
+    assert re.search(r"decode tok/s \(context x batch\) 256x16: x\d", rows["5"][4]), rows["5"]
+    assert "| mqa-transformer |" in table
 
 
-def test_cuda_tests_collect_on_cpu():
-    result = run(sys.executable, "-m", "pytest", "tests", "-m", "cuda", "--collect-only", "-q",
-                 "-p", "no:cacheprovider", timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert "tests/recipes/test_activation_memory_gpu.py::test_activation_model_matches_the_gpu" in result.stdout
-    assert "tests/ops/test_rglru_triton.py" in result.stdout
+@pytest.mark.parametrize("preset", ["griffin-tiny", "griffin-400m"])
+def test_transformer_baseline_has_griffins_parameter_count(preset):
+    from gpt_baseline import mqa_matched_to
+
+    from griffin_megatron.presets import count_parameters, get_preset
+
+    config = get_preset(preset)
+    shape = mqa_matched_to(config)
+    assert shape.num_query_groups == 1 and shape.hidden_size == config.hidden_size
+    step = 3 * config.hidden_size * config.num_layers * 64  # one 64-channel MLP step
+    assert abs(shape.parameters() - count_parameters(config)) <= step / 2
+
+
+def test_transformer_baseline_parameter_formula():
+    """GPTShape.parameters() against the GPTModel build_gpt makes (tiny, on the CPU)."""
+    import torch
+    from gpt_baseline import build_gpt, mqa_matched_to
+
+    from griffin_megatron.presets import get_preset
+    from griffin_megatron.runtime import ensure_initialized
+
+    ensure_initialized()
+    shape = mqa_matched_to(get_preset("griffin-tiny"))
+    model = build_gpt(shape, 64, torch.float32, "cpu")
+    assert sum(p.numel() for p in model.parameters()) == shape.parameters()
