@@ -15,7 +15,7 @@ from ..checkpoint import atomic_directory
 from ..checkpoint.tokenizer_files import copy_tokenizer_files
 from ..config import GriffinConfig
 from ..errors import CheckpointError, InputFileError
-from ..output_paths import check_output_directory
+from ..output_paths import HF_EXPORT, check_output_directory
 from ..checkpoint.full_state import (
     WEIGHTS_FROM_CHECKPOINT,
     gather_full_state_dict,
@@ -148,7 +148,7 @@ def to_hf(
 
     config: GriffinConfig = model.config
     hf_config = hf_config_from_architecture(config)
-    out = check_output_directory(out_dir, "--out", overwrite)
+    out = check_output_directory(out_dir, "--out", overwrite, replaces=HF_EXPORT)
     full = gather_full_state_dict(model)
     if dist.is_initialized() and dist.get_rank() != 0:
         dist.barrier()
