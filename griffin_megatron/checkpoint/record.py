@@ -23,6 +23,7 @@ from ..config import GriffinConfig
 from ..errors import CheckpointError, InputFileError
 from .integrity import check_files
 from .ranks import barrier, rank
+from .tokenizer_files import TOKENIZER_FILES
 
 MODEL_RECORD = "griffin_model.json"
 LATEST_FILE = "latest_checkpointed_iteration.txt"
@@ -131,9 +132,15 @@ def check_architecture(directory: Union[str, Path], config: GriffinConfig) -> di
 
 def verify_checkpoint(directory: Union[str, Path], record: dict, hashes: bool = True) -> None:
     """Refuse a checkpoint whose files differ from what its record says was written
-    (checkpoints written before records listed their files are taken as they are)."""
+    (checkpoints written before records listed their files are taken as they are). The weights
+    do not need the tokenizer saved beside them: a missing tokenizer file is left to whoever
+    reads the tokenizer (tokenizer_files.model_tokenizer_dir), a damaged one is still refused."""
     if FILES_KEY in record:
-        check_files(directory, record[FILES_KEY], hashes=hashes)
+        files = {
+            name: entry for name, entry in record[FILES_KEY].items()
+            if name not in TOKENIZER_FILES or (Path(directory) / name).exists()
+        }
+        check_files(directory, files, hashes=hashes)
 
 
 def iteration_dir(save_dir: Union[str, Path], iteration: int) -> Path:
