@@ -92,7 +92,7 @@ def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
     missing = []
     with torch.no_grad():
         for key, param in named_parameters_by_global_name(model):
-            if key == "output_layer.weight" and key not in full_state:
+            if key == "output_layer.weight" and unwrap_model(model).share_embeddings_and_output_weights:
                 key = "embedding.word_embeddings.weight"  # tied output layer on the last stage
             if key not in full_state:
                 missing.append(key)
@@ -144,7 +144,7 @@ def gather_full_state_dict(model) -> Dict[str, Tensor]:
     _, size, group = _tp()
     full = {}
     for name, param in unwrap_model(model).named_parameters():
-        if name == "output_layer.weight":
-            continue
+        if name == "output_layer.weight" and unwrap_model(model).share_embeddings_and_output_weights:
+            continue  # the embedding's
         full[local_parameter_name(name)] = _gather(param.detach(), param, size, group).cpu()
     return full

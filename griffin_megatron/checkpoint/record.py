@@ -50,7 +50,15 @@ ARCHITECTURE_FIELDS = (
     "rotary_percent",
     "rotary_base",
     "layernorm_epsilon",
+    "hidden_activation",
+    "share_embeddings_and_output_weights",
 )
+# Fields recorded since they became choices; a record written before has the value that was
+# then fixed.
+ADDED_FIELD_DEFAULTS = {
+    "hidden_activation": "gelu_pytorch_tanh",
+    "share_embeddings_and_output_weights": True,
+}
 
 
 def architecture_dict(config: GriffinConfig) -> dict:
@@ -106,8 +114,14 @@ def read_model_record(directory: Union[str, Path]) -> dict:
     return record
 
 
+def recorded_architecture(record: dict) -> dict:
+    """The record's architecture, with the fields added since it was written at their value
+    of that time."""
+    return {**ADDED_FIELD_DEFAULTS, **record["architecture"]}
+
+
 def config_from_record(record: dict, **overrides) -> GriffinConfig:
-    fields = {**record["architecture"], **overrides}
+    fields = {**recorded_architecture(record), **overrides}
     return GriffinConfig(**fields)
 
 
@@ -115,11 +129,8 @@ def check_architecture(directory: Union[str, Path], config: GriffinConfig) -> di
     """The checkpoint's record, after checking that it holds this architecture."""
     record = read_model_record(directory)
     expected = architecture_dict(config)
-    mismatched = {
-        k: (record["architecture"].get(k), v)
-        for k, v in expected.items()
-        if record["architecture"].get(k) != v
-    }
+    saved = recorded_architecture(record)
+    mismatched = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
     if mismatched:
         name, (saved, wanted) = next(iter(mismatched.items()))
         raise CheckpointError(
@@ -198,6 +209,7 @@ __all__ = [
     "megatron_training_record",
     "model_record",
     "read_model_record",
+    "recorded_architecture",
     "resolve_checkpoint_dir",
     "verify_checkpoint",
 ]
