@@ -19,6 +19,7 @@ from typing import Optional, Union
 
 from megatron.core import dist_checkpointing
 
+from .. import compat
 from ..config import GriffinConfig
 from ..errors import CheckpointError, InputFileError
 from .integrity import check_files
@@ -85,7 +86,7 @@ def megatron_training_record(directory: Union[str, Path]) -> Optional[dict]:
 
     if not dist_checkpointing.check_is_distributed_checkpoint(str(directory)):
         return None
-    common = dist_checkpointing.load_common_state_dict(str(directory))
+    common = compat.common_state.load_common_state(directory)
     return getattr(common.get("args"), RECORD_ARG, None) if isinstance(common, dict) else None
 
 
