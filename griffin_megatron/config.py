@@ -52,7 +52,8 @@ def gelu_erf(x: torch.Tensor) -> torch.Tensor:
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
     """The tanh approximation written out, as transformers' `gelu_new` computes it."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))
+    return 0.5 * x * (1.0 + torch.tanh(inner))
 
 
 def relu_squared(x: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,8 @@ def find_tokenizer_dir(checkpoint_dir: Union[str, Path]) -> Optional[Path]:
     return None
 
 
-def model_tokenizer_dir(load: Optional[str], hf_dir: Optional[str], tokenizer: Optional[str]) -> Path:
+def model_tokenizer_dir(load: Optional[str], hf_dir: Optional[str],
+                        tokenizer: Optional[str]) -> Path:
     """--tokenizer, or the tokenizer saved beside the model (a checkpoint given as --load, or an
     HF directory given as --hf-dir): what `generate`, `evaluate` and `lm-eval` read. Says on
     stderr which one is used when --tokenizer is not the directory saved with a checkpoint."""

@@ -35,7 +35,8 @@ def hf_loss(model: RecurrentGemmaForCausalLM, soft_cap: bool = True) -> float:
             return model(TOKENS, labels=TOKENS, use_cache=False).loss.item()
         hidden = model.model(TOKENS, use_cache=False).last_hidden_state
         logits = model.lm_head(hidden)[:, :-1]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), TOKENS[:, 1:].reshape(-1)).item()
+        labels = TOKENS[:, 1:].reshape(-1)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels).item()
 
 
 def our_loss(checkpoint: Path) -> float:

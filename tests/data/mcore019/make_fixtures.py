@@ -48,6 +48,7 @@ def main() -> None:
         run(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1", "-m",
              "griffin_megatron.megatron_training", "--preset", "hawk-tiny", "--num-layers", "1",
              "--hidden-size", "16", "--ffn-hidden-size", "32", "--num-attention-heads", "2",
+             "--kv-channels", "8", "--lru-width", "16", "--rglru-num-heads", "2",
              "--seq-length", "16", "--micro-batch-size", "2", "--global-batch-size", "2",
              "--lr", "1e-3", "--train-iters", "1", "--eval-iters", "1", "--eval-interval", "1000",
              "--split", "98,2,0", "--distributed-backend", "gloo", "--ckpt-format", "torch_dist",
