@@ -118,15 +118,17 @@ def test_each_activation_computes_what_transformers_does():
 
 
 def test_a_config_without_its_optional_fields_takes_transformers_defaults(tmp_path):
-    """Fields missing from config.json (older releases wrote fewer) mean transformers' defaults,
-    and the older top-level rope_theta / partial_rotary_factor mean what rope_parameters does."""
+    """Fields missing from config.json (older releases wrote fewer) mean transformers' defaults;
+    the fields older releases wrote (top-level rope_theta / partial_rotary_factor, torch_dtype,
+    embeddings_scale_by_sqrt_dim, head_dim) mean what the current ones do."""
     from griffin_megatron.interop.hf_config import architecture_from_hf_config
 
     hf = make_hf_model(partial_rotary_factor=0.25)
     fields = json.loads(save_hf(tmp_path / "hf", hf).joinpath("config.json").read_text())
     legacy = {k: v for k, v in fields.items() if k not in ("rope_parameters", "hidden_activation",
                                                            "tie_word_embeddings")}
-    legacy.update(rope_theta=10000.0, partial_rotary_factor=0.25)
+    legacy.update(rope_theta=10000.0, partial_rotary_factor=0.25, torch_dtype="float32",
+                  embeddings_scale_by_sqrt_dim=True, head_dim=16)
     assert architecture_from_hf_config(legacy) == architecture_from_hf_config(hf.config)
 
 
