@@ -158,11 +158,11 @@ def test_overwrite_replaces_an_earlier_checkpoint(runs, tmp_path):
 
     out = tmp_path / "ckpt"
     shutil.copytree(runs / "runs" / "g", out)
-    (out / "common.pt").write_bytes(b"stale")
+    (out / "metadata.json").write_bytes(b"stale")
     done = run_cli("convert", "hf-to-mcore", "--hf-dir", str(runs / "hf"), "--out", str(out),
                    "--overwrite")
     assert done.returncode == 0, done.stderr
-    assert (out / "common.pt").read_bytes() != b"stale"
+    assert (out / "metadata.json").read_bytes() != b"stale"
     assert (out / "griffin_model.json").is_file()
 
 
