@@ -99,7 +99,8 @@ def build_models(args):
 def build_hf_copy(model):
     from transformers import RecurrentGemmaForCausalLM
 
-    from griffin_megatron.interop.hf_mapping import hf_config_from_architecture, megatron_to_hf
+    from griffin_megatron.interop.hf_config import hf_config_from_architecture
+    from griffin_megatron.interop.hf_mapping import megatron_to_hf
     from griffin_megatron.checkpoint.full_state import gather_full_state_dict
 
     hf = RecurrentGemmaForCausalLM(hf_config_from_architecture(model.config)).eval()

@@ -46,6 +46,34 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def gelu_erf(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x)
+
+
+def gelu_new(x: torch.Tensor) -> torch.Tensor:
+    """The tanh approximation written out, as transformers' `gelu_new` computes it."""
+    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))
+    return 0.5 * x * (1.0 + torch.tanh(inner))
+
+
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    return torch.square(F.relu(x))
+
+
+# hidden_activation -> the function, under transformers' ACT2FN names and computing exactly what
+# ACT2FN[name] does (tests/model/test_hf_config_fields.py compares them): RecurrentGemma applies
+# it to the MLP's gate branch and to the recurrent block's y branch.
+ACTIVATIONS = {
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu": gelu_erf,
+    "gelu_new": gelu_new,
+    "relu": F.relu,
+    "relu2": relu_squared,
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
 def _fail(message: str) -> None:
     raise GriffinConfigError(message)
 
@@ -71,6 +99,10 @@ class GriffinConfig(TransformerConfig):
         released model does: 50.5 for width 2560).
     vocab_size, seq_length: vocabulary and training sequence length of the model.
     rotary_percent, rotary_base: RoPE on the first rotary_percent of each head's channels.
+    hidden_activation: the activation of the MLP's gate and of the recurrent block's y branch,
+        by transformers' name (one of ACTIVATIONS); it sets activation_func.
+    share_embeddings_and_output_weights: the output layer is the embedding (tied, as in
+        RecurrentGemma); False gives the output layer its own weight.
     rglru_backend: "auto" (Triton on CUDA, PyTorch on CPU), "triton" or "torch".
     num_layers_per_virtual_pipeline_stage: interleaved pipeline chunks of this many layers (sets
         virtual_pipeline_model_parallel_size, as Megatron-LM's option of that name does).
@@ -94,6 +126,8 @@ class GriffinConfig(TransformerConfig):
     seq_length: int = 2048
     rotary_percent: float = 0.5
     rotary_base: float = 10000.0
+    hidden_activation: str = "gelu_pytorch_tanh"
+    share_embeddings_and_output_weights: bool = True
     rglru_backend: str = "auto"
     # Megatron-LM's --num-layers-per-virtual-pipeline-stage; when set, it decides
     # virtual_pipeline_model_parallel_size (the model chunks per pipeline rank).
@@ -178,6 +212,19 @@ class GriffinConfig(TransformerConfig):
             )
         if not 0.0 < self.rotary_percent <= 1.0:
             _fail(f"rotary_percent={self.rotary_percent} must be in (0, 1].")
+        activation = ACTIVATIONS.get(self.hidden_activation)
+        if activation is None:
+            _fail(
+                f"hidden_activation={self.hidden_activation!r} is not one the model computes; "
+                f"use one of {sorted(ACTIVATIONS)}."
+            )
+        if self.activation_func not in (gelu_tanh, activation):
+            _fail(
+                f"activation_func={getattr(self.activation_func, '__name__', self.activation_func)} "
+                "is set directly, which checkpoints cannot record; set hidden_activation instead "
+                f"(one of {sorted(ACTIVATIONS)})."
+            )
+        self.activation_func = activation
         if self.rglru_backend not in RGLRU_BACKENDS:
             _fail(f"rglru_backend={self.rglru_backend!r} must be one of {RGLRU_BACKENDS}.")
         if self.normalization != "RMSNorm":

@@ -1,7 +1,8 @@
 """GriffinModel: Hawk or Griffin as a Megatron-Core GPTModel.
 
-Everything GPTModel does is kept: vocab-parallel embedding and output layer (tied), the
-pipeline-stage split of the decoder, the loss, sharded state dicts. On top of it:
+Everything GPTModel does is kept: vocab-parallel embedding and output layer (tied unless
+config.share_embeddings_and_output_weights is False), the pipeline-stage split of the decoder,
+the loss, sharded state dicts. On top of it:
 
 - the embedding output is multiplied by sqrt(hidden_size) rounded to bfloat16;
 - logits are soft-capped, cap * tanh(logits / cap), before the loss (elementwise, so it works
@@ -97,7 +98,7 @@ class GriffinModel(GPTModel):
             pre_process=pre_process,
             post_process=post_process,
             parallel_output=parallel_output,
-            share_embeddings_and_output_weights=True,
+            share_embeddings_and_output_weights=config.share_embeddings_and_output_weights,
             position_embedding_type="none",
             rotary_percent=config.rotary_percent,
             rotary_base=config.rotary_base,

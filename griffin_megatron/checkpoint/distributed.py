@@ -201,7 +201,8 @@ def load_checkpoint(
     request = training_sharded_state_dict(chunks, optimizer, scheduler, is_loading=True)
     request.update(_checked_extra_state(extra_state, request))
     with compat.cuda_requests_on_cpu():
-        loaded = dist_checkpointing.load(request, str(directory))
+        loaded = dist_checkpointing.load(
+            request, str(directory), **compat.common_state.load_kwargs(directory))
     for key, model in zip(_model_keys(len(chunks)), unwrap_model(list(chunks))):
         model.load_state_dict(loaded[key], strict=False)
     if optimizer is not None:

@@ -89,10 +89,11 @@ def load_full_state_dict(model, full_state: Dict[str, Tensor]) -> None:
     """Copy a full TP=1 / PP=1 state dict into this rank's shard of `model` (one model chunk,
     possibly wrapped in DDP / Float16Module; call it once per virtual-pipeline chunk)."""
     rank, size, _ = _tp()
+    tied = unwrap_model(model).share_embeddings_and_output_weights
     missing = []
     with torch.no_grad():
         for key, param in named_parameters_by_global_name(model):
-            if key == "output_layer.weight" and key not in full_state:
+            if key == "output_layer.weight" and tied:
                 key = "embedding.word_embeddings.weight"  # tied output layer on the last stage
             if key not in full_state:
                 missing.append(key)
@@ -142,9 +143,10 @@ def gather_full_state_dict(model) -> Dict[str, Tensor]:
                 "checkpoint and convert it with `griffin-megatron convert mcore-to-hf` instead."
             )
     _, size, group = _tp()
+    tied = unwrap_model(model).share_embeddings_and_output_weights
     full = {}
     for name, param in unwrap_model(model).named_parameters():
-        if name == "output_layer.weight":
-            continue
+        if name == "output_layer.weight" and tied:
+            continue  # the embedding's
         full[local_parameter_name(name)] = _gather(param.detach(), param, size, group).cpu()
     return full

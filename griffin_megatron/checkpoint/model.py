@@ -103,7 +103,8 @@ def load_model_checkpoint(
     if record.get("backend", "local") != getattr(unwrap_model(chunks[0]), "backend", "local"):
         request = _without_extra_state(request)
     with compat.cuda_requests_on_cpu():
-        loaded = dist_checkpointing.load(request, str(directory))
+        loaded = dist_checkpointing.load(
+            request, str(directory), **compat.common_state.load_kwargs(directory))
     load_model_state(chunks, loaded)
 
 

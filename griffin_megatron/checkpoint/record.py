@@ -19,10 +19,12 @@ from typing import Optional, Union
 
 from megatron.core import dist_checkpointing
 
+from .. import compat
 from ..config import GriffinConfig
 from ..errors import CheckpointError, InputFileError
 from .integrity import check_files
 from .ranks import barrier, rank
+from .tokenizer_files import TOKENIZER_FILES
 
 MODEL_RECORD = "griffin_model.json"
 LATEST_FILE = "latest_checkpointed_iteration.txt"
@@ -49,7 +51,15 @@ ARCHITECTURE_FIELDS = (
     "rotary_percent",
     "rotary_base",
     "layernorm_epsilon",
+    "hidden_activation",
+    "share_embeddings_and_output_weights",
 )
+# Fields recorded since they became choices; a record written before has the value that was
+# then fixed.
+ADDED_FIELD_DEFAULTS = {
+    "hidden_activation": "gelu_pytorch_tanh",
+    "share_embeddings_and_output_weights": True,
+}
 
 
 def architecture_dict(config: GriffinConfig) -> dict:
@@ -76,7 +86,7 @@ def megatron_training_record(directory: Union[str, Path]) -> Optional[dict]:
 
     if not dist_checkpointing.check_is_distributed_checkpoint(str(directory)):
         return None
-    common = dist_checkpointing.load_common_state_dict(str(directory))
+    common = compat.common_state.load_common_state(directory)
     return getattr(common.get("args"), RECORD_ARG, None) if isinstance(common, dict) else None
 
 
@@ -105,8 +115,14 @@ def read_model_record(directory: Union[str, Path]) -> dict:
     return record
 
 
+def recorded_architecture(record: dict) -> dict:
+    """The record's architecture, with the fields added since it was written at their value
+    of that time."""
+    return {**ADDED_FIELD_DEFAULTS, **record["architecture"]}
+
+
 def config_from_record(record: dict, **overrides) -> GriffinConfig:
-    fields = {**record["architecture"], **overrides}
+    fields = {**recorded_architecture(record), **overrides}
     return GriffinConfig(**fields)
 
 
@@ -114,11 +130,8 @@ def check_architecture(directory: Union[str, Path], config: GriffinConfig) -> di
     """The checkpoint's record, after checking that it holds this architecture."""
     record = read_model_record(directory)
     expected = architecture_dict(config)
-    mismatched = {
-        k: (record["architecture"].get(k), v)
-        for k, v in expected.items()
-        if record["architecture"].get(k) != v
-    }
+    saved = recorded_architecture(record)
+    mismatched = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
     if mismatched:
         name, (saved, wanted) = next(iter(mismatched.items()))
         raise CheckpointError(
@@ -131,9 +144,15 @@ def check_architecture(directory: Union[str, Path], config: GriffinConfig) -> di
 
 def verify_checkpoint(directory: Union[str, Path], record: dict, hashes: bool = True) -> None:
     """Refuse a checkpoint whose files differ from what its record says was written
-    (checkpoints written before records listed their files are taken as they are)."""
+    (checkpoints written before records listed their files are taken as they are). The weights
+    do not need the tokenizer saved beside them: a missing tokenizer file is left to whoever
+    reads the tokenizer (tokenizer_files.model_tokenizer_dir), a damaged one is still refused."""
     if FILES_KEY in record:
-        check_files(directory, record[FILES_KEY], hashes=hashes)
+        files = {
+            name: entry for name, entry in record[FILES_KEY].items()
+            if name not in TOKENIZER_FILES or (Path(directory) / name).exists()
+        }
+        check_files(directory, files, hashes=hashes)
 
 
 def iteration_dir(save_dir: Union[str, Path], iteration: int) -> Path:
@@ -191,6 +210,7 @@ __all__ = [
     "megatron_training_record",
     "model_record",
     "read_model_record",
+    "recorded_architecture",
     "resolve_checkpoint_dir",
     "verify_checkpoint",
 ]

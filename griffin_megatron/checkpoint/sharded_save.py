@@ -12,7 +12,7 @@ from typing import Optional, Union
 from megatron.core import dist_checkpointing
 
 from .. import compat
-from ..output_paths import check_output_directory
+from ..output_paths import CHECKPOINT, check_output_directory
 from .atomic import publish, staging_directory
 from .integrity import describe_files
 from .ranks import barrier, broadcast_object, broadcast_path, rank
@@ -36,7 +36,7 @@ def save_sharded_atomically(
     every file with its size and SHA-256 (sizes only with hashes=False), checked on load."""
     out = Path(directory)
     # On every rank, so that all of them stop together.
-    check_output_directory(out, "checkpoint directory", overwrite)
+    check_output_directory(out, "checkpoint directory", overwrite, replaces=CHECKPOINT)
     staging = broadcast_path(staging_directory(out) if rank() == 0 else None)
     try:
         with compat.cuda_requests_on_cpu(), in_process_writes():

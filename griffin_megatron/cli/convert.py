@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint.record import resolve_checkpoint_dir
     from ..checkpoint.tokenizer_files import find_tokenizer_dir
     from ..interop.hf import from_hf, to_hf
-    from ..output_paths import check_output_directory
+    from ..output_paths import CHECKPOINT, HF_EXPORT, check_output_directory
 
     if args.direction == "hf-to-mcore":
-        check_output_directory(args.out, "--out", args.overwrite)
+        check_output_directory(args.out, "--out", args.overwrite, replaces=CHECKPOINT,
+                               inputs=[("--hf-dir", args.hf_dir)])
         model = from_hf(args.hf_dir, params_dtype=_dtype(args.dtype))
         out = save_model_checkpoint(
             model,
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote Megatron distributed checkpoint {out}")
     else:
-        check_output_directory(args.out, "--out", args.overwrite)
+        check_output_directory(args.out, "--out", args.overwrite, replaces=HF_EXPORT,
+                               inputs=[("--ckpt", args.ckpt)])
         ckpt = resolve_checkpoint_dir(args.ckpt)
         model = build_model_from_checkpoint(ckpt, backend="local")
         out = to_hf(

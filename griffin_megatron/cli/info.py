@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,12 +54,10 @@ def run(args: argparse.Namespace) -> int:
         directory = resolve_checkpoint_dir(args.ckpt)
         config, title = config_from_record(read_model_record(directory)), f"checkpoint {directory}"
     else:
-        from transformers import AutoConfig
-
         from ..config import GriffinConfig
-        from ..interop.hf_mapping import architecture_from_hf_config
+        from ..interop.hf_config import architecture_from_hf_config, read_hf_config
 
-        hf_config = AutoConfig.from_pretrained(args.hf_dir, local_files_only=True)
+        hf_config = read_hf_config(Path(args.hf_dir))
         config = GriffinConfig(**architecture_from_hf_config(hf_config))
         title = f"HF model {args.hf_dir}"
 

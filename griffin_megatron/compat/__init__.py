@@ -15,6 +15,10 @@ absence of CUDA:
 | `megatron.training` on a CPU (initialize, groups and RNG seeding without devices, CUDA RNG state, device architecture) | `megatron_training_cpu.py`, entered by the `pretrain()` entry script | no CUDA, 0.18+ |
 | `megatron.training` fixes (no `make` for compiled dataset helpers; `no_grad` in the dp-reshardable load) | `megatron_training_fixes.py`, same | 0.18-0.19 |
 
+Not installed but called where checkpoints are read: `common_state.py` reads the common state
+that 0.19 writes inside the torch_dist files on releases that look only for `common.pt` (0.16),
+or refuses the checkpoint in one sentence naming the way across.
+
 The same upstream fixes as source patches (for a Megatron-LM tree, and for upstream): `patches/`.
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import logging
 from typing import List
 
+from . import common_state
 from .versions import SUPPORTED, has_megatron_training, megatron_core_in, megatron_core_version
 
 logger = logging.getLogger(__name__)

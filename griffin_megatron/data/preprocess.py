@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigError, DataError, InputFileError, OutputExistsError
-from ..output_paths import check_creatable_file
+from ..output_paths import check_apart_from_inputs, check_creatable_file
 from .tokenizers import HF_CONFIG_FILE, HF_FILE, TextTokenizer, load_tokenizer, train_byte_level_bpe
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -167,7 +167,12 @@ def _ordered_results(pool, chunks: Iterator[List[str]], window: int):
         yield pending.popleft().result()
 
 
-def _check_outputs(prefix: Path, overwrite: bool, trained_tokenizer: Optional[Path]) -> None:
+def _check_outputs(prefix: Path, overwrite: bool, trained_tokenizer: Optional[Path],
+                   files: Sequence[Path]) -> None:
+    trained = [] if trained_tokenizer is None else [
+        trained_tokenizer, trained_tokenizer.parent / HF_CONFIG_FILE]
+    for output in [*dataset_files(prefix), *trained]:
+        check_apart_from_inputs(output, "--output-prefix", [("--input", f) for f in files])
     existing = [p for p in dataset_files(prefix) if p.exists()]
     if existing and not overwrite:
         raise OutputExistsError(
@@ -211,7 +216,7 @@ def preprocess(
     files = expand_inputs(inputs)
     prefix = check_creatable_file(output_prefix, "--output-prefix").absolute()
     trained_path = None if tokenizer else prefix.parent / HF_FILE
-    _check_outputs(prefix, overwrite, trained_path)
+    _check_outputs(prefix, overwrite, trained_path, files)
     if next(iter_corpus(files, json_key, text_document), None) is None:
         raise _no_documents(files)
     prefix.parent.mkdir(parents=True, exist_ok=True)

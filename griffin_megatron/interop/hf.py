@@ -14,19 +14,15 @@ from torch import Tensor
 from ..checkpoint import atomic_directory
 from ..checkpoint.tokenizer_files import copy_tokenizer_files
 from ..config import GriffinConfig
-from ..errors import CheckpointError, InputFileError
-from ..output_paths import check_output_directory
+from ..errors import InputFileError
+from ..output_paths import HF_EXPORT, check_output_directory
 from ..checkpoint.full_state import (
     WEIGHTS_FROM_CHECKPOINT,
     gather_full_state_dict,
     load_full_state_dict,
 )
-from .hf_mapping import (
-    architecture_from_hf_config,
-    hf_config_from_architecture,
-    hf_to_megatron,
-    megatron_to_hf,
-)
+from .hf_config import architecture_from_hf_config, hf_config_from_architecture, read_hf_config
+from .hf_mapping import check_hf_state, hf_to_megatron, megatron_to_hf
 
 def _read_weights(directory: Path) -> Dict[str, Tensor]:
     from safetensors.torch import load_file
@@ -51,27 +47,9 @@ def _read_weights(directory: Path) -> Dict[str, Tensor]:
 
 
 def load_hf_checkpoint(path: Union[str, Path]):
-    """(HF config, HF state dict) of a local HF RecurrentGemma directory."""
-    from transformers import AutoConfig
-
+    """(config.json's fields, HF state dict) of a local HF RecurrentGemma directory."""
     directory = Path(path)
-    if not (directory / "config.json").is_file():
-        raise InputFileError(
-            f"{directory} is not an HF model directory (no config.json); pass the folder that "
-            "`save_pretrained` wrote."
-        )
-    try:
-        hf_config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
-        raise InputFileError(
-            f"{directory / 'config.json'} cannot be read as an HF config ({error}); restore the "
-            "file that `save_pretrained` wrote."
-        ) from None
-    if getattr(hf_config, "model_type", None) != "recurrent_gemma":
-        raise CheckpointError(
-            f"{directory} holds a {hf_config.model_type!r} model; only RecurrentGemma "
-            "(model_type 'recurrent_gemma') converts to Hawk/Griffin."
-        )
+    hf_config = read_hf_config(directory)
     from safetensors import SafetensorError
 
     try:
@@ -125,6 +103,7 @@ def from_hf(
             **config_overrides,
         }
     )
+    check_hf_state(hf_state, config)
     model = GriffinModel(config, backend=backend)
     load_full_state_dict(model, hf_to_megatron(hf_state, config))
     return model.eval()
@@ -148,7 +127,7 @@ def to_hf(
 
     config: GriffinConfig = model.config
     hf_config = hf_config_from_architecture(config)
-    out = check_output_directory(out_dir, "--out", overwrite)
+    out = check_output_directory(out_dir, "--out", overwrite, replaces=HF_EXPORT)
     full = gather_full_state_dict(model)
     if dist.is_initialized() and dist.get_rank() != 0:
         dist.barrier()

@@ -14,119 +14,27 @@ State-dict names (layer L), HF -> ours (local backend):
     mlp_block.gate_proj / up_proj                -> mlp.linear_fc1 = [gate; up]
     mlp_block.down_proj                          -> mlp.linear_fc2
     model.final_norm.weight                      -> decoder.final_layernorm.weight
-HF's lm_head is tied to the embedding and is not stored.
+    lm_head.weight                               -> output_layer.weight (only when untied:
+                                                    tie_word_embeddings false)
 
 That list is one table in code (`EMBEDDING_ROW`, `NORM_ROWS`, `TEMPORAL_ROWS`, `MLP_ROWS`,
-`FINAL_NORM_ROW`): each row names our tensor, the HF tensors it is made of, and a named
-`Transform` for the fused ones (`STACKED_HALVES`, `QKV_GROUPS`, `CONV_WEIGHT`). `hf_to_megatron`
-and `megatron_to_hf` are both derived from `mapping_rows`.
+`FINAL_NORM_ROW`, `OUTPUT_ROW`): each row names our tensor, the HF tensors it is made of, and a
+named `Transform` for the fused ones (`STACKED_HALVES`, `QKV_GROUPS`, `CONV_WEIGHT`).
+`hf_to_megatron` and `megatron_to_hf` are both derived from `mapping_rows`. What each config.json
+field means is interop/hf_config.py.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ..config import ATTENTION, RECURRENT, GriffinConfig, GriffinConfigError
-
-HF_BLOCK_TYPES = {"recurrent": RECURRENT, "attention": ATTENTION}
-
-
-def _rope_settings(hf_config) -> tuple:
-    params = getattr(hf_config, "rope_parameters", None) or {}
-    theta = params.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
-    partial = params.get("partial_rotary_factor", getattr(hf_config, "partial_rotary_factor", 0.5))
-    return float(theta), float(partial)
-
-
-def architecture_from_hf_config(hf_config) -> dict:
-    """GriffinConfig architecture fields of an HF RecurrentGemmaConfig."""
-    pattern = "".join(HF_BLOCK_TYPES[t] for t in hf_config.block_types)
-    theta, partial = _rope_settings(hf_config)
-    heads = hf_config.num_attention_heads
-    return dict(
-        block_pattern=pattern,
-        num_layers=hf_config.num_hidden_layers,
-        hidden_size=hf_config.hidden_size,
-        ffn_hidden_size=hf_config.intermediate_size // 2,
-        num_attention_heads=heads,
-        num_query_groups=hf_config.num_key_value_heads,
-        kv_channels=hf_config.hidden_size // heads,
-        lru_width=hf_config.lru_width,
-        rglru_num_heads=heads,
-        conv_width=hf_config.conv1d_width,
-        attention_window=hf_config.attention_window_size,
-        logits_soft_cap=hf_config.logits_soft_cap,
-        layernorm_epsilon=hf_config.rms_norm_eps,
-        vocab_size=hf_config.vocab_size,
-        rotary_percent=partial,
-        rotary_base=theta,
-    )
-
-
-def check_exportable(config: GriffinConfig) -> None:
-    """HF's RecurrentGemma hard-codes some choices that GriffinConfig leaves free."""
-    problems = []
-    if config.rglru_num_heads != config.num_attention_heads:
-        problems.append(
-            f"rglru_num_heads={config.rglru_num_heads} differs from num_attention_heads="
-            f"{config.num_attention_heads} (HF uses the attention head count for the RG-LRU blocks)"
-        )
-    if config.kv_channels * config.num_attention_heads != config.hidden_size:
-        problems.append(
-            f"head dimension {config.kv_channels} x {config.num_attention_heads} heads is not "
-            f"hidden_size={config.hidden_size} (HF derives the head dimension from the width)"
-        )
-    if config.rglru_c != 8.0:
-        problems.append(f"rglru_c={config.rglru_c} (HF hard-codes 8)")
-    if not config.scale_embeddings:
-        problems.append("scale_embeddings=False (HF always scales by sqrt(hidden_size))")
-    if config.logits_soft_cap is None:
-        problems.append("logits_soft_cap=None (HF always soft-caps)")
-    if problems:
-        raise GriffinConfigError(
-            "This model cannot be written as an HF RecurrentGemma checkpoint: "
-            + "; ".join(problems)
-            + "."
-        )
-
-
-def hf_config_from_architecture(config: GriffinConfig, **extra):
-    from transformers import RecurrentGemmaConfig
-
-    check_exportable(config)
-    block_types = ["recurrent" if t == RECURRENT else "attention" for t in config.block_pattern]
-    kwargs = dict(
-        num_hidden_layers=config.num_layers,
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        intermediate_size=2 * config.ffn_hidden_size,
-        num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_query_groups,
-        lru_width=config.lru_width,
-        attention_window_size=config.attention_window,
-        conv1d_width=config.conv_width,
-        logits_soft_cap=float(config.logits_soft_cap),
-        rms_norm_eps=config.layernorm_epsilon,
-        block_types=block_types,
-        tie_word_embeddings=True,
-        **extra,
-    )
-    probe = RecurrentGemmaConfig()
-    if hasattr(probe, "rope_parameters"):
-        kwargs["rope_parameters"] = {
-            "rope_type": "default",
-            "rope_theta": float(config.rotary_base),
-            "partial_rotary_factor": float(config.rotary_percent),
-        }
-    else:
-        kwargs["rope_theta"] = float(config.rotary_base)
-        kwargs["partial_rotary_factor"] = float(config.rotary_percent)
-    return RecurrentGemmaConfig(**kwargs)
-
+from ..config import ATTENTION, RECURRENT, GriffinConfig
+from ..errors import CheckpointError
 
 # One table maps every tensor; both directions are derived from it. A row is
 # (our name, HF names, transform) under a per-layer prefix; the transform says how the HF tensors
@@ -187,6 +95,7 @@ Row = Tuple[str, Tuple[str, ...], Transform]
 
 EMBEDDING_ROW: Row = ("embedding.word_embeddings.weight", ("model.embed_tokens.weight",), SAME)
 FINAL_NORM_ROW: Row = ("decoder.final_layernorm.weight", ("model.final_norm.weight",), SAME)
+OUTPUT_ROW: Row = ("output_layer.weight", ("lm_head.weight",), SAME)  # untied models only
 NORM_ROWS: Tuple[Row, ...] = (
     ("input_layernorm.weight", ("temporal_pre_norm.weight",), SAME),
     ("pre_mlp_layernorm.weight", ("channel_pre_norm.weight",), SAME),
@@ -226,10 +135,63 @@ def mapping_rows(config: GriffinConfig) -> Iterator[Row]:
         for name, hf_names, transform in (*NORM_ROWS, *temporal, *MLP_ROWS):
             yield ours + name, tuple(hf + n for n in hf_names), transform
     yield FINAL_NORM_ROW
+    if not config.share_embeddings_and_output_weights:
+        yield OUTPUT_ROW
+
+
+_HF_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+# The tensor that tells an HF layer's block type.
+_BLOCK_MARKERS = {RECURRENT: "temporal_block.rg_lru.recurrent_param",
+                  ATTENTION: "temporal_block.q_proj.weight"}
+_BLOCK_NAMES = {RECURRENT: "recurrent", ATTENTION: "attention"}
+
+
+def check_hf_state(hf_state: Dict[str, Tensor], config: GriffinConfig) -> None:
+    """Refuse HF weights that do not hold the model the config describes (CheckpointError):
+    another layer count or block type, a missing tensor, or a tensor the model has no place
+    for (transformers would drop it with a warning)."""
+    layers = sorted({int(m.group(1)) for m in map(_HF_LAYER.match, hf_state) if m})
+    if layers != list(range(config.num_layers)):
+        raise CheckpointError(
+            f"config.json sets num_hidden_layers={config.num_layers} but the weights hold "
+            f"{len(layers)} layers (model.layers.{layers[0] if layers else '-'} to "
+            f"model.layers.{layers[-1] if layers else '-'}); set num_hidden_layers to the "
+            "weights' layer count."
+        )
+    for layer in range(config.num_layers):
+        expected = config.layer_type(layer)
+        for kind, marker in _BLOCK_MARKERS.items():
+            if kind != expected and f"model.layers.{layer}.{marker}" in hf_state:
+                raise CheckpointError(
+                    f"config.json's block_types make layer {layer} a {_BLOCK_NAMES[expected]} "
+                    f"block but the weights hold a {_BLOCK_NAMES[kind]} block there; set "
+                    "block_types to the weights' pattern."
+                )
+    wanted = {name for _, names, _ in mapping_rows(config) for name in names}
+    missing = [name for name in sorted(wanted) if name not in hf_state]
+    if "lm_head.weight" in missing:
+        raise CheckpointError(
+            "config.json sets tie_word_embeddings=false but the weights hold no lm_head.weight; "
+            "set tie_word_embeddings to true, or add the output layer's weight."
+        )
+    if missing:
+        raise CheckpointError(
+            f"the weights lack {len(missing)} tensors of the model config.json describes "
+            f"(first: {missing[0]}); the weights and config.json are of different models."
+        )
+    # A tied lm_head is the embedding: transformers ties it whatever the file holds.
+    extra = [n for n in sorted(hf_state) if n not in wanted and n != "lm_head.weight"]
+    if extra:
+        raise CheckpointError(
+            f"the weights hold {len(extra)} tensors that the model config.json describes has "
+            f"no place for (first: {extra[0]}); the weights and config.json are of different "
+            "models."
+        )
 
 
 def hf_to_megatron(hf_state: Dict[str, Tensor], config: GriffinConfig) -> Dict[str, Tensor]:
-    """HF state dict -> GriffinModel (local backend, TP=1, PP=1) state dict."""
+    """HF state dict -> GriffinModel (local backend, TP=1, PP=1) state dict (check_hf_state
+    first for a sentence instead of a KeyError)."""
     return {
         ours: transform.to_ours([hf_state[n] for n in hf_names], config)
         for ours, hf_names, transform in mapping_rows(config)
@@ -237,7 +199,8 @@ def hf_to_megatron(hf_state: Dict[str, Tensor], config: GriffinConfig) -> Dict[s
 
 
 def megatron_to_hf(state: Dict[str, Tensor], config: GriffinConfig) -> Dict[str, Tensor]:
-    """GriffinModel (local backend, TP=1, PP=1) state dict -> HF state dict (lm_head tied)."""
+    """GriffinModel (local backend, TP=1, PP=1) state dict -> HF state dict (lm_head only when
+    untied)."""
     out = {}
     for ours, hf_names, transform in mapping_rows(config):
         parts = transform.to_hf(state[ours], config)

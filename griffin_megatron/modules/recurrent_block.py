@@ -1,6 +1,6 @@
 """Griffin's recurrent block: the temporal-mixing block of Hawk and of two in three Griffin layers.
 
-    y = gelu_tanh(linear_y(x))
+    y = act(linear_y(x))   (act: config.activation_func, GeLU-tanh in RecurrentGemma)
     u = linear_x(x) -> causal depthwise Conv1D -> RG-LRU
     out = linear_out(u * y)
 
@@ -26,7 +26,7 @@ from megatron.core.transformer.spec_utils import ModuleSpec, build_module
 from megatron.core.utils import init_method_normal
 from torch import Tensor
 
-from ..config import GriffinConfig, gelu_tanh
+from ..config import GriffinConfig
 from ..context_parallel import layers as context_parallel_layers
 from ..sequence import GriffinSequenceParams
 
@@ -112,7 +112,7 @@ class RecurrentBlock(MegatronModule):
         state: continue from it and update it in place (generation), or None (a fresh sequence).
         """
         x, y = xy.chunk(2, dim=-1)
-        y = gelu_tanh(y)
+        y = self.config.activation_func(y)
         if seq is not None and seq.context_parallel is not None:
             return context_parallel_layers.recurrent_mix(self.conv, self.rg_lru, x, seq) * y
 
@@ -153,7 +153,7 @@ class RecurrentBlock(MegatronModule):
         x, y = xy[0].chunk(2, dim=-1)  # [B, W/tp] each
         x, state.conv_taps = self.conv.step(x, seq.tokens_since_start[0], state.conv_taps)
         x, state.rglru_state = self.rg_lru.step(x, seq.reset[0], state.rglru_state)
-        return self.linear_out.step((x * gelu_tanh(y)).unsqueeze(0))
+        return self.linear_out.step((x * self.config.activation_func(y)).unsqueeze(0))
 
     def sharded_state_dict(self, prefix="", sharded_offsets=(), metadata=None):
         sharded = {}

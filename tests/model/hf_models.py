@@ -20,9 +20,11 @@ def make_hf_model(
     vocab_size=300,
     intermediate_size=192,
     seed=0,
+    **config_kwargs,
 ) -> RecurrentGemmaForCausalLM:
     """HF model in eval mode whose zero-initialised tensors (norm gains, biases) are randomised,
-    so that every parameter influences the logits the parity tests compare."""
+    so that every parameter influences the logits the parity tests compare. config_kwargs: more
+    RecurrentGemmaConfig fields (hidden_activation, tie_word_embeddings, ...)."""
     torch.manual_seed(seed)
     config = RecurrentGemmaConfig(
         num_hidden_layers=num_hidden_layers,
@@ -35,6 +37,7 @@ def make_hf_model(
         attention_window_size=attention_window_size,
         conv1d_width=4,
         block_types=list(block_types),
+        **config_kwargs,
     )
     model = RecurrentGemmaForCausalLM(config).eval()
     generator = torch.Generator().manual_seed(seed + 1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import RecurrentGemmaForCausalLM
 
-from griffin_megatron.interop.hf_mapping import hf_config_from_architecture
+from griffin_megatron.interop.hf_config import hf_config_from_architecture
 from griffin_megatron.presets import NOMINAL_PARAMETERS, count_parameters, get_preset, preset_names
 
 pytestmark = pytest.mark.usefixtures("megatron_single_process")
