@@ -17,6 +17,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.utils import init_method_normal
 
 from .errors import ConfigError
+from .options import LOCAL_ATTENTION_CHOICES
 
 RECURRENT = "R"
 ATTENTION = "A"
@@ -72,6 +73,9 @@ class GriffinConfig(TransformerConfig):
     vocab_size, seq_length: vocabulary and training sequence length of the model.
     rotary_percent, rotary_base: RoPE on the first rotary_percent of each head's channels.
     rglru_backend: "auto" (Triton on CUDA, PyTorch on CPU), "triton" or "torch".
+    local_attention_impl: the local backend's core attention: "flex" (FlexAttention), "blocked"
+        (SDPA over query blocks) or "auto" (flex on CUDA, blocked on a CPU). A run setting like
+        rglru_backend: both give the same model, so checkpoints do not record it.
     num_layers_per_virtual_pipeline_stage: interleaved pipeline chunks of this many layers (sets
         virtual_pipeline_model_parallel_size, as Megatron-LM's option of that name does).
 
@@ -95,6 +99,7 @@ class GriffinConfig(TransformerConfig):
     rotary_percent: float = 0.5
     rotary_base: float = 10000.0
     rglru_backend: str = "auto"
+    local_attention_impl: str = "auto"
     # Megatron-LM's --num-layers-per-virtual-pipeline-stage; when set, it decides
     # virtual_pipeline_model_parallel_size (the model chunks per pipeline rank).
     num_layers_per_virtual_pipeline_stage: Optional[int] = None
@@ -180,6 +185,9 @@ class GriffinConfig(TransformerConfig):
             _fail(f"rotary_percent={self.rotary_percent} must be in (0, 1].")
         if self.rglru_backend not in RGLRU_BACKENDS:
             _fail(f"rglru_backend={self.rglru_backend!r} must be one of {RGLRU_BACKENDS}.")
+        if self.local_attention_impl not in LOCAL_ATTENTION_CHOICES:
+            _fail(f"local_attention_impl={self.local_attention_impl!r} must be one of "
+                  f"{LOCAL_ATTENTION_CHOICES}.")
         if self.normalization != "RMSNorm":
             _fail(
                 f"normalization={self.normalization!r} is not supported: Griffin uses RMSNorm; "
