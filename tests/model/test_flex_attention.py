@@ -276,3 +276,26 @@ def test_gradients_equal_blocked_on_cuda(dtype, tolerance):
         results.append([out] + [t.grad for t in inputs])
     for flex, blocked in zip(*results):
         assert relative_error(flex.float(), blocked.float()) <= tolerance
+
+
+def test_benchmark_dry_run(tmp_path, capsys):
+    """benchmarks/local_attention.py --tiny (what gpu_validate.sh's dry run calls): every row
+    runs and agrees with the blocked path, and the table is appended to --markdown."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "local_attention.py"
+    spec = importlib.util.spec_from_file_location("local_attention_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    rows = benchmark.run(benchmark.TINY, torch.device("cpu"), torch.float32, repeats=1,
+                         compile_flex=False)
+    assert [row["name"] for row in rows] == ["blocked SDPA", "flex (eager)",
+                                             "dense-mask SDPA (math)"]
+    for row in rows:
+        assert row["error"] <= 1e-5 and row["fwd_ms"] > 0, row
+    markdown = tmp_path / "results.md"
+    assert benchmark.main(["--device", "cpu", "--tiny", "--repeats", "1",
+                           "--markdown", str(markdown)]) == 0
+    written = markdown.read_text()
+    assert "| flex (eager) |" in written and written.strip() in capsys.readouterr().out
