@@ -1,8 +1,9 @@
 """FlexAttention as the local backend's second core-attention implementation.
 
-Without Transformer Engine, a GPU gets no fused kernel for the blocked path: SDPA's flash kernel
+Without Transformer Engine, a GPU gets no flash kernel for the blocked path: SDPA's flash kernel
 refuses any mask and its memory-efficient kernel refuses GQA, so a boolean-masked multi-query
-call falls to the math kernel, which materialises fp32 scores. FlexAttention
+call falls to cuDNN where torch prefers it, or else to the math kernel, which materialises fp32
+scores. FlexAttention
 (`torch.nn.attention.flex_attention`, compiled for CUDA) skips whole tiles from a `BlockMask`
 and takes grouped key/value heads natively (`enable_gqa=True`), as torchtitan does for document
 masks.
@@ -147,10 +148,13 @@ def local_attention_mask(tokens_since_start: Tensor, window: int, num_past: int 
     full = ((last_row_lo.unsqueeze(-1) <= key_lo)
             & (first_row_hi.view(1, nq, 1) >= key_hi))
     partial = reaches & ~full
+    # Tensors, not Python numbers, in the closure: torch.compile reads tensors as inputs but
+    # guards on captured numbers, which would compile once per cache depth or halo length.
     first_key = padded.to(torch.int32)
+    past = torch.tensor(num_past, dtype=torch.int32, device=device)
 
     def mask_mod(b, h, q_idx, kv_idx):
-        return (kv_idx >= first_key[b, q_idx]) & (kv_idx <= q_idx + num_past)
+        return (kv_idx >= first_key[b, q_idx]) & (kv_idx <= q_idx + past)
 
     counts, indices = _ordered(partial.unsqueeze(1))
     full_counts, full_indices = _ordered(full.unsqueeze(1))
