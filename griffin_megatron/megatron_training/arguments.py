@@ -11,6 +11,8 @@ GriffinConfig's ModelParallelConfig fields. Griffin adds (through `extra_args_pr
     --rglru-num-heads N      block-diagonal blocks of the RG-LRU gates
     --attention-window N     local attention window (keys per query, itself included)
     --backend local|te       layer implementation (PyTorch, or Transformer Engine)
+    --local-attention auto|flex|blocked   the local backend's attention kernel (auto: flex on
+                             CUDA, blocked on a CPU, where flex cannot train)
 
 Everything here runs before any process group exists, and every failure is one sentence.
 """
@@ -26,6 +28,7 @@ from megatron.core.model_parallel_config import ModelParallelConfig
 
 from ..checkpoint.record import model_record
 from ..config import GriffinConfig
+from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 from ..presets import preset_architecture, preset_names
 
 # Megatron-LM option (dest) -> GriffinConfig field, filled from the preset when not given.
@@ -64,6 +67,8 @@ def add_griffin_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                        help="local attention window (keys per query, itself included)")
     group.add_argument("--backend", choices=("local", "te"), default="local",
                        help="layer implementation: local (PyTorch) or te (Transformer Engine)")
+    group.add_argument("--local-attention", choices=LOCAL_ATTENTION_CHOICES, default="auto",
+                       help=LOCAL_ATTENTION_HELP)
     return parser
 
 
@@ -122,12 +127,16 @@ def _run_settings(args: argparse.Namespace) -> dict:
 def griffin_config(args: argparse.Namespace, vocab_size: int) -> GriffinConfig:
     """The GriffinConfig of the run; GriffinConfigError (one sentence) when inconsistent."""
     return GriffinConfig(**{**architecture_from_args(args), **_run_settings(args),
-                            "vocab_size": vocab_size})
+                            "vocab_size": vocab_size,
+                            "local_attention_impl": args.local_attention})
 
 
 def check_griffin_arguments(args: argparse.Namespace) -> None:
     """Griffin's shape rules (e.g. heads divisible by the TP size), checked right after parsing,
     before Megatron-LM's own checks, so that the user reads Griffin's sentence."""
+    from ..modules.flex_attention import check_local_attention_choice
+
+    check_local_attention_choice(args.local_attention, args.backend, training=True)
     architecture = architecture_from_args(args)
     tp = args.tensor_model_parallel_size
     architecture["vocab_size"] = padded_vocab_size(

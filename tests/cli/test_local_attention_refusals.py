@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.megatron_training.harness import requires_megatron_training
+
 REPO = Path(__file__).resolve().parents[2]
 
 FLEX_ON_CPU = ("--local-attention flex cannot train without CUDA: PyTorch has no FlexAttention "
@@ -51,4 +53,19 @@ def test_an_explicit_choice_with_the_te_backend_is_refused(tmp_path, capsys, mon
         "griffin-megatron train: error: --local-attention blocked chooses the local backend's "
         "attention, but --backend te runs Transformer Engine's; drop --local-attention or use "
         "--backend local.\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@requires_megatron_training
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA, flex trains")
+def test_the_megatron_loop_refuses_flex_on_a_cpu_too(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "griffin_megatron.megatron_training", "--preset", "griffin-tiny",
+         "--local-attention", "flex", "--micro-batch-size", "1", "--train-iters", "1",
+         "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "320"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if "error:" in line or "Traceback" in line]
+    assert len(errors) == 1 and FLEX_ON_CPU in errors[0], done.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []
