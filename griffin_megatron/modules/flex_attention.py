@@ -55,16 +55,17 @@ class LocalAttentionMask:
 def choose_local_attention(choice: str, device: torch.device) -> Tuple[str, str]:
     """("flex" | "blocked", why) for the run setting `choice` on tensors of `device`.
 
-    auto: flex on CUDA (the fused kernel; the blocked path would run SDPA's math kernel there),
-    blocked on a CPU (PyTorch has no FlexAttention backward on a CPU and its CPU forward is not
-    faster than the blocked SDPA). The automatic choice is logged once per device type.
+    auto: flex on CUDA (the fused kernel; the blocked path gets cuDNN or SDPA's math kernel
+    there), blocked on a CPU (PyTorch has no FlexAttention backward on a CPU, and a compiled
+    CPU forward costs about 30 s of compiling per new shape). The automatic choice is logged
+    once per device type.
     """
     if choice != "auto":
         return choice, "chosen with --local-attention"
     if device.type == "cuda":
-        impl, why = "flex", "auto: FlexAttention is the fused kernel on CUDA without TE"
+        impl, why = "flex", "auto on cuda: the fused kernel without Transformer Engine"
     else:
-        impl, why = "blocked", f"auto: blocked SDPA on {device.type} (no FlexAttention backward there)"
+        impl, why = "blocked", f"auto on {device.type}: PyTorch has no FlexAttention backward there"
     if device.type not in _logged_choices:
         _logged_choices.add(device.type)
         logger.info("local attention: %s (%s)", impl, why)
@@ -129,7 +130,8 @@ def local_attention_mask(tokens_since_start: Tensor, window: int, num_past: int 
     device = tokens_since_start.device
     first = _first_keys(tokens_since_start, window, num_past)  # [B, Tq]
     nq, nk = -(-Tq // block_size), -(-Tk // block_size)
-    # Rows past Tq (the last tile's padding) repeat the last row, so they change no tile's class.
+    # Rows past Tq (the last tile's padding, which the kernel's mask_mod may read) repeat the
+    # last row.
     padded = torch.cat([first, first[:, -1:].expand(B, nq * block_size - Tq)], dim=1)
     last_query = torch.clamp(torch.arange(nq, device=device) * block_size + block_size - 1,
                              max=Tq - 1)

@@ -233,6 +233,17 @@ def test_flex_refuses_gradients_on_cpu():
         flex_local_attention(q, k, v, mask, scale=1.0)
 
 
+def test_auto_is_flex_on_cuda_and_blocked_on_a_cpu():
+    from griffin_megatron.modules.flex_attention import choose_local_attention
+
+    assert choose_local_attention("auto", torch.device("cuda"))[0] == "flex"
+    assert choose_local_attention("auto", torch.device("cpu"))[0] == "blocked"
+    for choice in ("flex", "blocked"):
+        for device in ("cpu", "cuda"):
+            assert choose_local_attention(choice, torch.device(device)) == (
+                choice, "chosen with --local-attention")
+
+
 def test_choice_is_not_architecture():
     """Checkpoints record the architecture only, so one saved under one choice loads under any."""
     from griffin_megatron.presets import get_preset
