@@ -238,7 +238,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help=f"tiny sizes ({TINY}), a few seconds on a CPU: a dry run (on a CPU "
                         "flex then runs eagerly: compiling it takes longer than the run)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed calls per row, median reported (default: 5 on CUDA, 3 on a CPU)")
+                        help="timed calls per row, median reported (default: 5 on CUDA, 3 on "
+                        "a CPU)")
     parser.add_argument("--markdown", metavar="FILE", help="append the table to FILE")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

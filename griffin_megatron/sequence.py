@@ -183,7 +183,8 @@ def with_document_streams(seq: GriffinSequenceParams) -> GriffinSequenceParams:
     )
 
 
-def with_flex_mask(seq: GriffinSequenceParams, window: int, num_past: int = 0) -> GriffinSequenceParams:
+def with_flex_mask(seq: GriffinSequenceParams, window: int,
+                   num_past: int = 0) -> GriffinSequenceParams:
     """seq with the FlexAttention mask of its queries filled in: causal, within `window` keys and
     within each query's document (from tokens_since_start, which position-id restarts and
     cu_seqlens both set), over num_past keys before the queries (a context-parallel halo, a

@@ -7,9 +7,10 @@ Bq rows, and each block attends to the Bq + W - 1 keys that can reach it, throug
 
 `LocalWindowedAttention` is the core-attention module Megatron's SelfAttention calls after its
 QKV projection and RoPE. When the sequence params carry a FlexAttention mask (the run setting
-`local_attention_impl`, flex_attention.py) it runs FlexAttention instead of the blocks. For generation it has `prefill` (a chunk continuing from a ring buffer
-of keys/values, `KVRing`) and `step` (one token per row); `GriffinSelfAttention`
-(attention_block.py) calls them between its own projections.
+`local_attention_impl`, flex_attention.py) it runs FlexAttention instead of the blocks. For
+generation it has `prefill` (a chunk continuing from a ring buffer of keys/values, `KVRing`) and
+`step` (one token per row); `GriffinSelfAttention` (attention_block.py) calls them between its
+own projections.
 """
 
 from __future__ import annotations

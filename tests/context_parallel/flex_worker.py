@@ -9,14 +9,19 @@ import torch
 
 from griffin_megatron import context_parallel
 from griffin_megatron.checkpoint.full_state import load_full_state_dict
-from tests.context_parallel.cp_worker import microbatches, packed_params, position_ids_of, use_layout
+from tests.context_parallel.cp_worker import (
+    microbatches,
+    packed_params,
+    position_ids_of,
+    use_layout,
+)
 from tests.parallel.harness import full_weights, reference_model, relative_difference, tiny_config
 
 
-def _logits(model, batch, **kwargs):
+def _logits(model, batch):
     with torch.no_grad():
-        return model(batch["tokens"], position_ids_of(batch), packed_seq_params=packed_params(batch),
-                     **kwargs)
+        return model(batch["tokens"], position_ids_of(batch),
+                     packed_seq_params=packed_params(batch))
 
 
 def compare_flex_shards(windows: Sequence[int]) -> dict:

@@ -201,7 +201,8 @@ def test_packed_documents_equal_blocked(single_process):
     from griffin_megatron.interop.hf import from_hf
 
     hf = make_hf_model(attention_window_size=64)
-    ids = torch.randint(0, hf.config.vocab_size, (2, 260), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, hf.config.vocab_size, (2, 260),
+                        generator=torch.Generator().manual_seed(1))
     positions = torch.cat([torch.arange(130), torch.arange(130)]).expand(2, 260).clone()
     positions[1, 200:] = torch.arange(60)
     with torch.no_grad():
@@ -217,11 +218,13 @@ def test_chunked_prefill_equals_whole_forward(single_process):
     from griffin_megatron.interop.hf import from_hf
 
     hf = make_hf_model(attention_window_size=32)
-    ids = torch.randint(0, hf.config.vocab_size, (2, 200), generator=torch.Generator().manual_seed(2))
+    ids = torch.randint(0, hf.config.vocab_size, (2, 200),
+                        generator=torch.Generator().manual_seed(2))
     flex = from_hf(hf, local_attention_impl="flex")
     cache = GriffinInferenceCache(2)
     with torch.no_grad():
-        chunks = [forward_with_cache(flex, ids[:, s:s + 45], None, cache) for s in range(0, 200, 45)]
+        chunks = [forward_with_cache(flex, ids[:, s:s + 45], None, cache)
+                  for s in range(0, 200, 45)]
     assert relative_error(torch.cat(chunks, 1), hf_logits(hf, ids)) <= 1e-5
 
 
