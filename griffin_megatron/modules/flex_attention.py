@@ -152,8 +152,9 @@ def local_attention_mask(tokens_since_start: Tensor, window: int, num_past: int 
     partial = reaches & ~full
     # Tensors, not Python numbers, in the closure: torch.compile reads tensors as inputs but
     # guards on captured numbers, which would compile once per cache depth or halo length.
+    # (torch.full, not torch.tensor: a fill on the device, no host-to-device copy to wait for.)
     first_key = padded.to(torch.int32)
-    past = torch.tensor(num_past, dtype=torch.int32, device=device)
+    past = torch.full((), num_past, dtype=torch.int32, device=device)
 
     def mask_mod(b, h, q_idx, kv_idx):
         return (kv_idx >= first_key[b, q_idx]) & (kv_idx <= q_idx + past)
