@@ -36,12 +36,12 @@ def _oracle(document: torch.Tensor, window: int, num_past: int) -> torch.Tensor:
     return in_window.unsqueeze(0) & same_document
 
 
-def _admitted(attend, Tq: int, Tk: int, B: int) -> torch.Tensor:
+def _admitted(attend, Tq: int, Tk: int, B: int, dtype=torch.float64) -> torch.Tensor:
     """The [B, Tq, Tk] pairs an attention function admits, probed with one-hot values."""
     d = 1 << (Tk - 1).bit_length()  # a power of two >= Tk (flex wants one)
-    q = torch.zeros(Tq, B, HEADS_Q, d, dtype=torch.float64)
-    k = torch.zeros(Tk, B, HEADS_KV, d, dtype=torch.float64)
-    v = torch.zeros(Tk, B, HEADS_KV, d, dtype=torch.float64)
+    q = torch.zeros(Tq, B, HEADS_Q, d, dtype=dtype)
+    k = torch.zeros(Tk, B, HEADS_KV, d, dtype=dtype)
+    v = torch.zeros(Tk, B, HEADS_KV, d, dtype=dtype)
     v[torch.arange(Tk), :, :, torch.arange(Tk)] = 1.0
     out = attend(q, k, v)  # [Tq, B, Hq, d]
     assert torch.equal(out[..., 0, :], out[..., 1, :])  # both query heads of the group agree
@@ -152,6 +152,21 @@ def test_mask_with_context_parallel_halo(rank, shard_length, window, starts):
     assert num_past == min(window - 1, start)
     document = _documents_from_positions(position_ids)[:, start - num_past:end]
     _check_both_paths(whole.tokens_since_start[start:end], document, window, num_past)
+
+
+@pytest.mark.slow
+def test_compiled_kernel_admits_the_same_pairs():
+    """The compiled kernel skips the mask on "full" tiles, which eager flex never does: compiled
+    on the CPU (about a minute), two tiles whose window slides within the query tile."""
+    T, window = 250, 150
+    position_ids = torch.stack([torch.arange(T), torch.arange(T)])
+    position_ids[1, 129:] = torch.arange(T - 129)
+    seq = build_sequence_params(T, 2, torch.device("cpu"), position_ids)
+    mask = local_attention_mask(seq.tokens_since_start, window)
+    admitted = _admitted(
+        lambda q, k, v: flex_local_attention(q, k, v, mask, scale=1.0, compiled=True), T, T, 2,
+        dtype=torch.float32)
+    assert torch.equal(admitted, _oracle(_documents_from_positions(position_ids), window, 0))
 
 
 def test_mask_continuing_a_cache():
