@@ -17,6 +17,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from megatron.core.utils import init_method_normal
 
 from .errors import ConfigError
+from .options import LOCAL_ATTENTION_CHOICES
 
 RECURRENT = "R"
 ATTENTION = "A"
@@ -104,6 +105,9 @@ class GriffinConfig(TransformerConfig):
     share_embeddings_and_output_weights: the output layer is the embedding (tied, as in
         RecurrentGemma); False gives the output layer its own weight.
     rglru_backend: "auto" (Triton on CUDA, PyTorch on CPU), "triton" or "torch".
+    local_attention_impl: the local backend's core attention: "flex" (FlexAttention), "blocked"
+        (SDPA over query blocks) or "auto" (flex on CUDA, blocked on a CPU). A run setting like
+        rglru_backend: both give the same model, so checkpoints do not record it.
     num_layers_per_virtual_pipeline_stage: interleaved pipeline chunks of this many layers (sets
         virtual_pipeline_model_parallel_size, as Megatron-LM's option of that name does).
 
@@ -129,6 +133,7 @@ class GriffinConfig(TransformerConfig):
     hidden_activation: str = "gelu_pytorch_tanh"
     share_embeddings_and_output_weights: bool = True
     rglru_backend: str = "auto"
+    local_attention_impl: str = "auto"
     # Megatron-LM's --num-layers-per-virtual-pipeline-stage; when set, it decides
     # virtual_pipeline_model_parallel_size (the model chunks per pipeline rank).
     num_layers_per_virtual_pipeline_stage: Optional[int] = None
@@ -227,6 +232,9 @@ class GriffinConfig(TransformerConfig):
         self.activation_func = activation
         if self.rglru_backend not in RGLRU_BACKENDS:
             _fail(f"rglru_backend={self.rglru_backend!r} must be one of {RGLRU_BACKENDS}.")
+        if self.local_attention_impl not in LOCAL_ATTENTION_CHOICES:
+            _fail(f"local_attention_impl={self.local_attention_impl!r} must be one of "
+                  f"{LOCAL_ATTENTION_CHOICES}.")
         if self.normalization != "RMSNorm":
             _fail(
                 f"normalization={self.normalization!r} is not supported: Griffin uses RMSNorm; "

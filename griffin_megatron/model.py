@@ -9,7 +9,9 @@ the loss, sharded state dicts. On top of it:
   on vocab-parallel logits);
 - document boundaries (position ids restarting at 0, or Megatron packed sequences) become one
   `GriffinSequenceParams` that every layer receives, and rotary frequencies come from
-  per-token positions so they restart with each document as HF's do.
+  per-token positions so they restart with each document as HF's do;
+- when the local backend's attention runs FlexAttention (`config.local_attention_impl`), that
+  `GriffinSequenceParams` carries the forward's one BlockMask (`with_attention_mask`).
 
 Generation (a cache, one token per step) does not go through this forward: see
 griffin_megatron/generation/forward.py, which calls the same layers' `prefill` / `step`.
@@ -32,12 +34,14 @@ from .config import GriffinConfig
 from .context_parallel.layout import check_context_parallel_layout
 from .errors import ConfigError
 from .layer_specs import get_griffin_block_spec
+from .modules.flex_attention import check_local_attention_choice, choose_local_attention
 from .modules.parallel_linear import column_parallel_step
 from .sequence import (
     GriffinSequenceParams,
     build_sequence_params,
     rotary_frequencies,
     with_document_streams,
+    with_flex_mask,
 )
 
 
@@ -84,6 +88,7 @@ class GriffinModel(GPTModel):
         pg_collection=None,
     ):
         check_context_parallel_layout(config, backend)
+        check_local_attention_choice(config.local_attention_impl, backend)
         if pre_process is None:
             pre_process = parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage)
         if post_process is None:
@@ -191,6 +196,14 @@ class GriffinModel(GPTModel):
         seq = build_sequence_params(seq_len, batch, device, position_ids, packed_seq_params)
         if self.backend == "te" and self.stage_has_attention:
             seq = with_document_streams(seq)
+        shard = seq.context_parallel
+        if shard is not None:
+            from .context_parallel.halo import halo_length
+
+            seq = self.with_attention_mask(
+                seq, device, halo_length(self.config.attention_window - 1, seq_len, shard))
+        else:
+            seq = self.with_attention_mask(seq, device)
         output = super().forward(
             input_ids,
             position_ids,
@@ -205,6 +218,18 @@ class GriffinModel(GPTModel):
             **gpt_model_kwargs,
         )
         return output
+
+    def with_attention_mask(self, seq: GriffinSequenceParams, device: torch.device,
+                            num_past: int = 0) -> GriffinSequenceParams:
+        """seq with the FlexAttention mask of this forward when this stage's local attention
+        runs FlexAttention on `device` (config.local_attention_impl; "auto" picks it on CUDA);
+        num_past keys precede the queries (a context-parallel halo, a generation cache)."""
+        if self.backend != "local" or not self.stage_has_attention:
+            return seq
+        impl, _ = choose_local_attention(self.config.local_attention_impl, torch.device(device))
+        if impl != "flex":
+            return seq
+        return with_flex_mask(seq, self.config.attention_window, num_past)
 
     def _batch_shape(self, input_ids, position_ids, decoder_input):
         if input_ids is not None:

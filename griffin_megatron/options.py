@@ -19,6 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
+# The local backend's core attention (GriffinConfig.local_attention_impl), a run setting: auto is
+# FlexAttention on CUDA and blocked SDPA on a CPU (modules/flex_attention.py).
+LOCAL_ATTENTION_CHOICES = ("auto", "flex", "blocked")
+LOCAL_ATTENTION_HELP = ("local backend's attention kernel: flex (FlexAttention; trains on CUDA "
+                        "only), blocked (SDPA over query blocks), auto = flex on CUDA, blocked "
+                        "on a CPU (ours)")
 
 MODEL, PARALLEL, BATCH, RECOMPUTE, DATA, CHECKPOINTS, EVALUATION, LOGGING = (
     "model", "parallelism", "batch and schedule", "activation recompute", "data", "checkpoints",
@@ -78,6 +84,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("seq-length", MODEL, int, None, "training sequence length (default: the preset's)",
            minimum=1, field="seq_length"),
     Option("backend", MODEL, str, "local", "layer implementation (ours)", choices=("local", "te")),
+    Option("local-attention", MODEL, str, "auto", LOCAL_ATTENTION_HELP,
+           choices=LOCAL_ATTENTION_CHOICES),
     Option("make-vocab-size-divisible-by", MODEL, int, 128,
            "pad the embedding table to a multiple of this (and of the tensor-parallel size)",
            minimum=1),

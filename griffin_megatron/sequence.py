@@ -14,7 +14,8 @@ packed boundaries stay available in `cu_seqlens_*`. It carries document layout o
 generation cache travels separately (griffin_megatron/generation/).
 
 `with_document_streams` adds what the Transformer Engine attention needs (the batch viewed as
-one packed stream of documents), computed once per forward rather than in every layer.
+one packed stream of documents), and `with_flex_mask` the FlexAttention `BlockMask` of the local
+backend; each is computed once per forward rather than in every layer.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class GriffinSequenceParams(PackedSeqParams):
     stream_cu_seqlens / stream_max_seqlen: the [T, B] batch viewed batch-major as one packed
         stream, cut at every row start and document start (int32 [N + 1]) and its longest
         document; None when no document starts after t = 0 (set by `with_document_streams`).
+    flex_mask: the local backend's FlexAttention mask for this forward
+        (modules/flex_attention.py `LocalAttentionMask`, set by `with_flex_mask`); None: the
+        attention layers run the blocked SDPA path.
     """
 
     reset: Optional[Tensor] = None
@@ -54,6 +58,7 @@ class GriffinSequenceParams(PackedSeqParams):
     context_parallel: Optional[object] = None
     stream_cu_seqlens: Optional[Tensor] = None
     stream_max_seqlen: Optional[int] = None
+    flex_mask: Optional[object] = None
 
 
 def _resets_from_cu_seqlens(cu_seqlens: Tensor, total: int, device) -> Tensor:
@@ -176,6 +181,18 @@ def with_document_streams(seq: GriffinSequenceParams) -> GriffinSequenceParams:
     return dataclasses.replace(
         seq, stream_cu_seqlens=cu, stream_max_seqlen=int((cu[1:] - cu[:-1]).max())
     )
+
+
+def with_flex_mask(seq: GriffinSequenceParams, window: int,
+                   num_past: int = 0) -> GriffinSequenceParams:
+    """seq with the FlexAttention mask of its queries filled in: causal, within `window` keys and
+    within each query's document (from tokens_since_start, which position-id restarts and
+    cu_seqlens both set), over num_past keys before the queries (a context-parallel halo, a
+    generation cache) and the queries' own."""
+    from .modules.flex_attention import local_attention_mask
+
+    return dataclasses.replace(
+        seq, flex_mask=local_attention_mask(seq.tokens_since_start, window, num_past))
 
 
 def rotary_frequencies(positions: Tensor, rotary_dim: int, base: float) -> Tensor:

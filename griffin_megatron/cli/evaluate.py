@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 from ..output_paths import check_creatable_directory
 
 
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: every launched process (WORLD_SIZE)")
     parser.add_argument("--pipeline-parallel-size", type=int, default=1,
                         help="only 1: evaluation carries every layer's state from chunk to chunk")
+    parser.add_argument("--local-attention", choices=LOCAL_ATTENTION_CHOICES, default="auto",
+                        help=LOCAL_ATTENTION_HELP)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -105,11 +108,17 @@ def run(args: argparse.Namespace) -> int:
 
     tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
     model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,
-                       args.pipeline_parallel_size)
+                       args.pipeline_parallel_size, args.local_attention)
 
     import torch.distributed as dist
 
+    from ..modules.flex_attention import describe_local_attention
+
     printing = not dist.is_initialized() or dist.get_rank() == 0
+    if printing:
+        print(describe_local_attention(
+            model.config.local_attention_impl, model.backend, model.stage_has_attention,
+            next(model.parameters()).device), flush=True)
 
     def progress(index: int, tokens: int) -> None:
         if printing:

@@ -15,6 +15,7 @@ import os
 import sys
 
 from ..errors import ConfigError
+from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 
 DTYPES = ("fp32", "bf16")
 
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="parameter dtype")
     parser.add_argument("--tensor-parallel-size", type=int, default=None,
                         help="default: every launched process (WORLD_SIZE)")
+    parser.add_argument("--local-attention", choices=LOCAL_ATTENTION_CHOICES, default="auto",
+                        help=LOCAL_ATTENTION_HELP + "; decoding steps always attend to the "
+                        "cached window with SDPA")
 
 
 def _load_model(args, tensor_parallel: int):
@@ -45,7 +49,8 @@ def _load_model(args, tensor_parallel: int):
 
     ensure_initialized(tensor_model_parallel_size=tensor_parallel)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    parallel = dict(tensor_model_parallel_size=tensor_parallel)
+    parallel = dict(tensor_model_parallel_size=tensor_parallel,
+                    local_attention_impl=args.local_attention)
     if args.hf_dir:
         from ..interop.hf import from_hf
 
@@ -86,8 +91,15 @@ def run(args: argparse.Namespace) -> int:
 
     import torch.distributed as dist
 
+    from ..modules.flex_attention import describe_local_attention
+
     printing = not dist.is_initialized() or dist.get_rank() == 0
     single = len(args.prompt) == 1
+    if printing:
+        # On stderr: stdout is the generated text.
+        print(describe_local_attention(
+            model.config.local_attention_impl, model.backend, model.stage_has_attention,
+            next(model.parameters()).device), file=sys.stderr, flush=True)
 
     def stream(row: int, piece: str) -> None:
         if printing and single:

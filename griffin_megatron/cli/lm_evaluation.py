@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError, InputFileError, MissingDependencyError
+from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 from ..output_paths import check_creatable_file
 
 
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensor-parallel-size", type=int, default=None,
                         help="default: every launched process (WORLD_SIZE)")
     parser.add_argument("--output-path", default=None, help="write lm-eval's results here as JSON")
+    parser.add_argument("--local-attention", choices=LOCAL_ATTENTION_CHOICES, default="auto",
+                        help=LOCAL_ATTENTION_HELP)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.loading import load_model
 
     tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
-    model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel)
+    model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,
+                       local_attention=args.local_attention)
     lm = GriffinMegatronLM(load=args.load, hf_dir=args.hf_dir, tokenizer=args.tokenizer,
                            batch_size=args.batch_size, chunk_tokens=args.chunk_tokens, model=model)
     results = lm_eval.simple_evaluate(

@@ -25,6 +25,16 @@ def run(args: argparse.Namespace) -> int:
     from ..training.loop import pretrain
 
     default_run = finalize_arguments(args)
+    if os.environ.get("RANK", "0") == "0":
+        import torch
+
+        from ..modules.flex_attention import describe_local_attention
+        from ..training.model_config import build_model_config
+
+        has_attention = "A" in build_model_config(args).block_pattern
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        print(describe_local_attention(args.local_attention, args.backend, has_attention, device),
+              flush=True)
     if default_run:
         from ..training.default_run import limit_cpu_threads
 

@@ -97,6 +97,11 @@ def conv_halo(x: Tensor, width: int, shard: ContextParallelShard) -> Tensor:
     return taps
 
 
+def halo_length(halo: int, shard_length: int, shard: ContextParallelShard) -> int:
+    """How many tokens `previous_tokens` returns: min(halo, rank * L) (rank 0 gets none)."""
+    return max(0, min(halo, shard.rank * shard_length))
+
+
 def key_value_halo(key: Tensor, value: Tensor, window: int, shard: ContextParallelShard):
     """The W - 1 keys and values before the shard ([P, B, Hk, d] each, P <= W - 1), in one
     exchange: under multi-query attention that is one head of each."""

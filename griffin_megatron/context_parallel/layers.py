@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..modules.conv1d import causal_depthwise_conv1d
+from ..modules.flex_attention import flex_local_attention
 from ..modules.local_attention import local_attention
 from ..sequence import GriffinSequenceParams
 from .halo import conv_halo, key_value_halo
@@ -33,10 +34,13 @@ def recurrent_mix(conv, rg_lru, x: Tensor, seq: GriffinSequenceParams) -> Tensor
 def windowed_attention(query: Tensor, key: Tensor, value: Tensor, *, window: int, scale: float,
                        seq: GriffinSequenceParams) -> Tensor:
     """Local attention of the shard's queries [T/C, B, Hq, d] over the W - 1 keys and values
-    before the shard and the shard's own -> [T/C, B, Hq, d]."""
+    before the shard and the shard's own -> [T/C, B, Hq, d]; through FlexAttention when the
+    sequence params carry its mask (built for the halo's length, `halo_length`)."""
     past_keys, past_values = key_value_halo(key, value, window, seq.context_parallel)
+    keys, values = torch.cat([past_keys, key]), torch.cat([past_values, value])
+    if seq.flex_mask is not None:
+        return flex_local_attention(query, keys, values, seq.flex_mask, scale=scale)
     return local_attention(
-        query, torch.cat([past_keys, key]), torch.cat([past_values, value]),
-        window=window, scale=scale, tokens_since_start=seq.tokens_since_start,
-        num_past=past_keys.shape[0],
+        query, keys, values, window=window, scale=scale,
+        tokens_since_start=seq.tokens_since_start, num_past=past_keys.shape[0],
     )

@@ -45,17 +45,20 @@ class GriffinMegatronLM(TemplateLM):
     """Args (lm-eval `model_args`): load=CKPT or hf_dir=DIR; tokenizer=DIR (default: the one
     saved with the model); batch_size; chunk_tokens (prefill chunk); dtype (fp32 | bf16);
     tensor_parallel_size (default 1; every rank of a torchrun launch runs the same requests);
+    local_attention (auto | flex | blocked: the local backend's attention kernel);
     max_length (left-truncate generation prompts to this many tokens; default: no limit)."""
 
     def __init__(self, load: Optional[str] = None, hf_dir: Optional[str] = None,
                  tokenizer: Optional[str] = None, batch_size=1, chunk_tokens: int = 1024,
                  dtype: str = "fp32", tensor_parallel_size: int = 1,
-                 max_length: Optional[int] = None, max_gen_toks: int = 256, model=None, **_):
+                 max_length: Optional[int] = None, max_gen_toks: int = 256, model=None,
+                 local_attention: str = "auto", **_):
         super().__init__()
         if model is None:
             if (load is None) == (hf_dir is None):
                 raise InputFileError("griffin-megatron needs exactly one of load=CKPT or hf_dir=DIR in --model_args.")
-            model = load_model(load, hf_dir, dtype, int(tensor_parallel_size))
+            model = load_model(load, hf_dir, dtype, int(tensor_parallel_size),
+                               local_attention=local_attention)
         self.model = model.eval()
         self.tokenizer = self._load_tokenizer(model_tokenizer_dir(load, hf_dir, tokenizer))
         self._batch_size = int(batch_size) if str(batch_size).isdigit() else 1

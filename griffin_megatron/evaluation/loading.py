@@ -17,8 +17,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
-               tensor_parallel: int = 1, pipeline_parallel: int = 1):
-    """A GriffinModel in eval mode for the current process group (TP over its ranks)."""
+               tensor_parallel: int = 1, pipeline_parallel: int = 1,
+               local_attention: str = "auto"):
+    """A GriffinModel in eval mode for the current process group (TP over its ranks), its local
+    attention run by `local_attention` (auto, flex or blocked: a run setting, not part of the
+    checkpoint)."""
     from ..runtime import ensure_initialized
 
     if pipeline_parallel != 1:
@@ -35,7 +38,8 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
         )
     ensure_initialized(tensor_model_parallel_size=tensor_parallel)
     params_dtype = DTYPES[dtype]
-    parallel = dict(tensor_model_parallel_size=tensor_parallel, sequence_parallel=False)
+    parallel = dict(tensor_model_parallel_size=tensor_parallel, sequence_parallel=False,
+                    local_attention_impl=local_attention)
     if hf_dir:
         from ..interop.hf import from_hf
 

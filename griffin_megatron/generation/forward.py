@@ -108,6 +108,9 @@ def forward_with_cache(
     cache.check_room(length)
     seq = build_sequence_params(length, batch, input_ids.device, position_ids,
                                 carried_tokens_since_start=cache.carried_tokens_since_start())
+    # The attention rings hold the last min(seen, W) keys, which precede the chunk's own.
+    seq = model.with_attention_mask(
+        seq, input_ids.device, min(cache.seen_tokens, model.config.attention_window))
     return _run(model, input_ids, position_ids, seq, cache,
                 lambda block, *args: block.prefill(*args), lambda mlp, x: mlp(x),
                 lambda hidden: model.output_layer(

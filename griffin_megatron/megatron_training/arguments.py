@@ -11,6 +11,8 @@ GriffinConfig's ModelParallelConfig fields. Griffin adds (through `extra_args_pr
     --rglru-num-heads N      block-diagonal blocks of the RG-LRU gates
     --attention-window N     local attention window (keys per query, itself included)
     --backend local|te       layer implementation (PyTorch, or Transformer Engine)
+    --local-attention auto|flex|blocked   the local backend's attention kernel (auto: flex on
+                             CUDA, blocked on a CPU, where flex cannot train)
 
 Everything here runs before any process group exists, and every failure is one sentence.
 """
@@ -28,6 +30,7 @@ from ..checkpoint.record import model_record
 from ..config import GriffinConfig
 from ..device import gradient_accumulation_fusion, run_settings
 from ..errors import ConfigError
+from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 from ..presets import preset_architecture, preset_names
 
 # Megatron-LM option (dest) -> GriffinConfig field, filled from the preset when not given.
@@ -66,6 +69,8 @@ def add_griffin_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                        help="local attention window (keys per query, itself included)")
     group.add_argument("--backend", choices=("local", "te"), default="local",
                        help="layer implementation: local (PyTorch) or te (Transformer Engine)")
+    group.add_argument("--local-attention", choices=LOCAL_ATTENTION_CHOICES, default="auto",
+                       help=LOCAL_ATTENTION_HELP)
     return parser
 
 
@@ -122,7 +127,8 @@ def _run_settings(args: argparse.Namespace) -> dict:
 def griffin_config(args: argparse.Namespace, vocab_size: int) -> GriffinConfig:
     """The GriffinConfig of the run; GriffinConfigError (one sentence) when inconsistent."""
     return GriffinConfig(**{**architecture_from_args(args), **_run_settings(args),
-                            "vocab_size": vocab_size})
+                            "vocab_size": vocab_size,
+                            "local_attention_impl": args.local_attention})
 
 
 def tp_comm_overlap_refusal(backend: str) -> str:
@@ -142,8 +148,11 @@ def tp_comm_overlap_refusal(backend: str) -> str:
 def check_griffin_arguments(args: argparse.Namespace) -> None:
     """Griffin's shape rules (e.g. heads divisible by the TP size), checked right after parsing,
     before Megatron-LM's own checks, so that the user reads Griffin's sentence."""
+    from ..modules.flex_attention import check_local_attention_choice
+
     if args.tp_comm_overlap:
         raise ConfigError(tp_comm_overlap_refusal(args.backend))
+    check_local_attention_choice(args.local_attention, args.backend, training=True)
     # Megatron-LM's default (on) means "wherever it can run": settled once, here, before
     # Megatron-LM's own checks read it; --no-gradient-accumulation-fusion turns it off.
     args.gradient_accumulation_fusion = gradient_accumulation_fusion(

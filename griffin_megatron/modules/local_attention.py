@@ -6,9 +6,11 @@ Bq rows, and each block attends to the Bq + W - 1 keys that can reach it, throug
 `scaled_dot_product_attention` call with a boolean mask.
 
 `LocalWindowedAttention` is the core-attention module Megatron's SelfAttention calls after its
-QKV projection and RoPE. For generation it has `prefill` (a chunk continuing from a ring buffer
-of keys/values, `KVRing`) and `step` (one token per row); `GriffinSelfAttention`
-(attention_block.py) calls them between its own projections.
+QKV projection and RoPE. When the sequence params carry a FlexAttention mask (the run setting
+`local_attention_impl`, flex_attention.py) it runs FlexAttention instead of the blocks. For
+generation it has `prefill` (a chunk continuing from a ring buffer of keys/values, `KVRing`) and
+`step` (one token per row); `GriffinSelfAttention` (attention_block.py) calls them between its
+own projections.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import Tensor
 from ..config import GriffinConfig
 from ..errors import ConfigError
 from ..sequence import GriffinSequenceParams
+from .flex_attention import flex_local_attention
 from .parallel_linear import ColumnParallelLinearWithStep
 
 MIN_BLOCK = 64
@@ -243,6 +246,8 @@ class LocalWindowedAttention(MegatronModule):
 
             out = windowed_attention(
                 query, key, value, window=self.window, scale=self.scale, seq=seq)
+        elif seq is not None and seq.flex_mask is not None:
+            out = flex_local_attention(query, key, value, seq.flex_mask, scale=self.scale)
         else:
             since = seq.tokens_since_start if seq is not None else None
             out = local_attention(query, key, value, window=self.window, scale=self.scale,
@@ -276,23 +281,32 @@ class LocalWindowedAttention(MegatronModule):
         """A chunk continuing from the ring (then written into it); shapes as forward."""
         self._check_room(ring, query.shape[0])
         since = seq.tokens_since_start
-        if ring.next_position == 0:
-            out = local_attention(query, key, value, window=self.window, scale=self.scale,
-                                  tokens_since_start=since)
-        else:
+        keys, values = key, value
+        if ring.next_position > 0:
             # Continuation prefill: the ring, ordered by position, precedes the chunk.
             past_keys, past_values = _ring_in_order(ring, key.dtype)
             keys = torch.cat([past_keys, key], dim=0)
             values = torch.cat([past_values, value], dim=0)
+        num_past = keys.shape[0] - key.shape[0]
+        if seq.flex_mask is not None:
+            out = flex_local_attention(query, keys, values, seq.flex_mask, scale=self.scale)
+        else:
             out = local_attention(query, keys, values, window=self.window, scale=self.scale,
-                                  tokens_since_start=since, num_past=past_keys.shape[0])
+                                  tokens_since_start=since, num_past=num_past)
         _write_ring(ring, key, value)
         T, B = out.shape[:2]
         return out.reshape(T, B, -1)
 
     def step(self, query: Tensor, key: Tensor, value: Tensor, ring: KVRing,
              seq: GriffinSequenceParams) -> Tensor:
-        """One token per row: query [1, B, Hq, d], key/value [1, B, Hk, d] -> [1, B, Hq * d]."""
+        """One token per row: query [1, B, Hq, d], key/value [1, B, Hk, d] -> [1, B, Hq * d].
+
+        Always SDPA over the ring, whichever implementation the forward uses: one query row
+        per sequence against at most W keys is a matrix-vector product bound by reading the
+        ring, which no tiled kernel speeds up, while a BlockMask per token would cost more to
+        build than the attention; and the ring holds keys in slot order, not position order,
+        which SDPA does not need but a position-based BlockMask would.
+        """
         self._check_room(ring, 1)
         out = ring_attention_step(query, key, value, ring, seq.tokens_since_start, self.scale)
         return out.reshape(1, out.shape[1], -1)

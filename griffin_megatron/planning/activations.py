@@ -35,6 +35,9 @@ Per layer (local backend, bf16, RG-LRU on Triton):
                                  a nb Bq b Hq_t d         linear_proj input (b = 1: a s Hq_t d)
     (one block when s <= Bq + W - 1: q, k, the fused QKV output that v views, an s x s mask, the
     output, which linear_proj reads as a view, and the log-sum-exp)
+    These are the blocked path's (`--local-attention blocked`). FlexAttention, what `auto`
+    runs on CUDA, keeps no blocks and no mask (q, k, v, output, log-sum-exp and a small
+    BlockMask), so for it they are expected to be an upper bound; not yet measured on a GPU.
     MLP                          a s b (2 F_t)            linear_fc1 output + bias (gelu's input)
                                  3 a s b F_t              gelu(gate), up branch, linear_fc2 input
 With the `te` backend each norm + linear pair saves the norm input and output (2 a s' b D) plus a

@@ -157,8 +157,11 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
     from ..context_parallel.layout import check_context_parallel_layout
     from .model_config import build_model_config
 
+    from ..modules.flex_attention import check_local_attention_choice
+
     config = build_model_config(args)
     check_context_parallel_layout(config, args.backend)
+    check_local_attention_choice(args.local_attention, args.backend, training=True)
     args.global_batch_size = options.global_batch_size(args, world)
     check_batch(config, world, args.micro_batch_size, args.global_batch_size)
     _check_split(args.split)

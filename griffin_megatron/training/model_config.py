@@ -47,6 +47,7 @@ def build_model_config(args: argparse.Namespace, vocab_size: Optional[int] = Non
         num_layers_in_first_pipeline_stage=args.decoder_first_pipeline_num_layers,
         num_layers_in_last_pipeline_stage=args.decoder_last_pipeline_num_layers,
         sequence_parallel=args.sequence_parallel,
+        local_attention_impl=args.local_attention,
         bf16=args.bf16,
         params_dtype=dtype,
         pipeline_dtype=dtype,
