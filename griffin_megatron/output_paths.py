@@ -5,6 +5,7 @@ write. `mkdir -p` semantics: a directory may exist already or not at all."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -57,4 +58,17 @@ def _check_ancestors(directory: Path, shown: Union[str, Path], option: str) -> N
                 f"{option} {shown} cannot be written: {ancestor} is not writable by this user; "
                 "choose a directory you can write to."
             )
+        _probe(ancestor, shown, option)
         return
+
+
+def _probe(directory: Path, shown: Union[str, Path], option: str) -> None:
+    """Create and remove one empty directory in `directory`: permission bits do not tell the
+    whole story (root passes `os.access` everywhere, but /sys or /proc refuse any new entry)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=directory))
+    except OSError as error:
+        raise InputFileError(
+            f"{option} {shown} cannot be written: creating anything in {directory} fails "
+            f"({error.strerror}); choose a directory you can write to."
+        ) from None
