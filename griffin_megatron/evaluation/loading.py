@@ -48,7 +48,8 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
                 )
             raise CheckpointError(
                 f"{source} has no config.json; --hf-dir takes a directory written by "
-                "save_pretrained or by `griffin-megatron convert mcore-to-hf --ckpt CKPT --out DIR`."
+                "save_pretrained or by `griffin-megatron convert mcore-to-hf --ckpt CKPT --out "
+                "DIR`."
             )
         return from_hf(str(source), params_dtype=params_dtype, **parallel).eval()
     from ..checkpoint.model import build_model_from_checkpoint

@@ -108,9 +108,9 @@ def read_text_files(paths: Sequence[str]) -> List[Tuple[Path, str]]:
         except UnicodeDecodeError as error:
             raise DataError(
                 f"text file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
-                f"offset {error.start}: {error.reason}); --text-files takes UTF-8 text: convert text "
-                f"in another encoding first (e.g. iconv -f latin1 -t utf-8 {path}), or pass "
-                "another file."
+                f"offset {error.start}: {error.reason}); --text-files takes UTF-8 text: convert "
+                f"text in another encoding first (e.g. iconv -f latin1 -t utf-8 {path}), or "
+                "pass another file."
             ) from None
     return documents
 
