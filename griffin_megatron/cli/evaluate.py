@@ -65,6 +65,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         )
     if args.max_sequences is not None and args.max_sequences < 1:
         raise ConfigError(f"--max-sequences {args.max_sequences} must be at least 1.")
+    if args.data_path:
+        from ..training.arguments import check_split_format
+
+        check_split_format(args.split)
     check_output_dir(args.output_dir, args.overwrite)
 
 

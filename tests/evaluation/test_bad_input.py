@@ -42,7 +42,8 @@ def _main(*args, cwd, capsys):
     return subprocess.CompletedProcess(args, status, captured.out, captured.err)
 
 
-@pytest.mark.parametrize("case", ["missing-checkpoint", "missing-prefix", "chunk-0", "pp-2"])
+@pytest.mark.parametrize("case", ["missing-checkpoint", "missing-prefix", "chunk-0", "pp-2",
+                                  "split-without-digits"])
 def test_evaluate_bad_input(case, hf_dir, tmp_path, capsys):
     text = tmp_path / "a.txt"
     text.write_text("the cat sat on a mat")
@@ -56,6 +57,9 @@ def test_evaluate_bad_input(case, hf_dir, tmp_path, capsys):
                     ["--chunk-tokens 0"]),
         "pp-2": (["--hf-dir", str(hf_dir), "--text-files", str(text),
                   "--pipeline-parallel-size", "2"], ["tensor parallelism only"]),
+        # Megatron reads 'abc' as 0,0,0 and divides by the sum (NaN documents per split).
+        "split-without-digits": (["--hf-dir", str(hf_dir), "--data-path", str(tmp_path / "d"),
+                                  "--split", "abc"], ["--split='abc'", "three"]),
     }[case]
     run = _run if case == "missing-checkpoint" else lambda *a, cwd: _main(*a, cwd=cwd, capsys=capsys)
     result = run("evaluate", *args, *common, cwd=tmp_path)
