@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Tuple, Union
@@ -183,4 +184,17 @@ def _check_ancestors(directory: Path, shown: Union[str, Path], option: str) -> N
                 f"{option} {shown} cannot be written: {ancestor} is not writable by this user; "
                 "choose a directory you can write to."
             )
+        _probe(ancestor, shown, option)
         return
+
+
+def _probe(directory: Path, shown: Union[str, Path], option: str) -> None:
+    """Create and remove one empty directory in `directory`: permission bits do not tell the
+    whole story (root passes `os.access` everywhere, but /sys or /proc refuse any new entry)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=directory))
+    except OSError as error:
+        raise InputFileError(
+            f"{option} {shown} cannot be written: creating anything in {directory} fails "
+            f"({error.strerror}); choose a directory you can write to."
+        ) from None

@@ -6,18 +6,21 @@
 
 Each sequence is prefilled --chunk-tokens at a time, continuing from the recurrent state and
 the attention window's cache, so memory depends on the chunk size, not on --seq-length.
-Writes <output-dir>/evaluation.json and evaluation.png; rank 0 prints the table.
+Writes <output-dir>/evaluation.json and evaluation.png together (an existing directory of
+results only with --overwrite, see evaluation/output_dir.py); rank 0 prints the table. Every
+check of the input and the output runs before the model loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..evaluation.output_dir import check_output_dir
 from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
-from ..output_paths import check_creatable_directory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", metavar="PATH",
                         help="tokenizer (default: the one saved with the model / recorded by preprocess)")
     parser.add_argument("--output-dir", default="evaluation", help="where the JSON and PNG go")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an earlier evaluation in --output-dir")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="parameter dtype")
     parser.add_argument("--tensor-parallel-size", type=int, default=None,
@@ -63,23 +68,36 @@ def check_arguments(args: argparse.Namespace) -> None:
         )
     if args.max_sequences is not None and args.max_sequences < 1:
         raise ConfigError(f"--max-sequences {args.max_sequences} must be at least 1.")
-    check_creatable_directory(args.output_dir, "--output-dir")
+    if args.data_path:
+        from ..training.arguments import check_split_format
+
+        check_split_format(args.split)
+    check_output_dir(args.output_dir, args.overwrite)
 
 
-def _sequences(args: argparse.Namespace):
+def _checked_data(args: argparse.Namespace):
+    """The dataset's tokenizer, or the text files' contents: every data check, before the model
+    loads."""
+    from ..evaluation.sequences import checked_indexed_dataset, read_text_files
+
+    if args.data_path:
+        return checked_indexed_dataset(args.data_path, args.split, args.tokenizer)
+    return read_text_files(args.text_files)
+
+
+def _sequences(args: argparse.Namespace, data):
     from ..evaluation.sequences import indexed_dataset_sequences, text_file_sequences
 
     if args.data_path:
         return indexed_dataset_sequences(
-            args.data_path, args.seq_length, split=args.split, split_name=args.split_name,
+            args.data_path, args.seq_length, data, split=args.split, split_name=args.split_name,
             seed=args.seed, max_sequences=args.max_sequences, cache_path=args.data_cache_path,
-            tokenizer=args.tokenizer,
         )
     from ..checkpoint.tokenizer_files import model_tokenizer_dir
     from ..generation import load_generation_tokenizer as load_tokenizer
 
     tokenizer = load_tokenizer(model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
-    sequences = text_file_sequences(args.text_files, tokenizer.encode, args.seq_length)
+    sequences = text_file_sequences(data, tokenizer.encode, args.seq_length)
     if args.max_sequences is not None:
         import itertools
 
@@ -89,22 +107,15 @@ def _sequences(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
-    if args.data_path:
-        from ..training.data import check_dataset_files
-
-        try:
-            check_dataset_files([args.data_path])
-        except FileNotFoundError as error:
-            from ..errors import InputFileError
-
-            raise InputFileError(error.args[0]) from None
+    data = _checked_data(args)
     if not args.no_plot:
         from ..evaluation.report import import_pyplot
 
         import_pyplot()  # fail before the evaluation, not after it
     from ..evaluation.loading import load_model
+    from ..evaluation.output_dir import write_outputs
     from ..evaluation.perplexity import evaluate_sequences
-    from ..evaluation.report import format_table, plot_loss_by_position, summary, write_json
+    from ..evaluation.report import format_table, plot_loss_by_position, summary
 
     tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
     model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,
@@ -124,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if printing:
             print(f"sequence {index + 1}: {tokens} tokens", flush=True)
 
-    buckets = evaluate_sequences(model, _sequences(args), args.chunk_tokens, args.seq_length,
+    buckets = evaluate_sequences(model, _sequences(args, data), args.chunk_tokens, args.seq_length,
                                  on_sequence=progress)
     result = summary(
         buckets,
@@ -137,12 +148,11 @@ def run(args: argparse.Namespace) -> int:
         training_seq_length=model.config.seq_length,
     )
     if printing:
-        out = Path(args.output_dir)
         print(format_table(result))
-        print(f"wrote {write_json(result, out / 'evaluation.json')}")
-        if not args.no_plot:
-            name = Path(args.load or args.hf_dir).name
-            png = plot_loss_by_position({name: result}, out / "evaluation.png",
-                                        training_length=model.config.seq_length)
-            print(f"wrote {png}")
+        name = Path(args.load or args.hf_dir).name
+        plot = None if args.no_plot else functools.partial(
+            plot_loss_by_position, {name: result}, training_length=model.config.seq_length)
+        out = write_outputs(args.output_dir, result, args.overwrite, plot)
+        written = ", ".join(sorted(entry.name for entry in out.iterdir()))
+        print(f"wrote {written} in {out}")
     return 0

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import ConfigError, InputFileError, MissingDependencyError
+from ..errors import ConfigError, DataError, InputFileError, MissingDependencyError
 from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 from ..output_paths import check_creatable_file
 
@@ -62,6 +62,28 @@ def task_names(args: argparse.Namespace, task_manager) -> list:
     return names
 
 
+def check_task_data(tasks: list, task_manager) -> None:
+    """Build each task once before the model loads: building a task opens its data set through
+    HF `datasets`, which downloads what is not cached, and without the network that is a
+    ConnectionError deep inside lm-eval (after minutes of retries unless HF_DATASETS_OFFLINE=1).
+    simple_evaluate builds the tasks again, from the cache."""
+    import datasets
+    from lm_eval.tasks import get_task_dict
+
+    for name in tasks:
+        try:
+            get_task_dict([name], task_manager)
+        except ConnectionError as error:  # datasets: "Couldn't reach 'X' on the Hub (...)"
+            cache = datasets.config.HF_DATASETS_CACHE
+            raise DataError(
+                f"lm-eval task {name} needs data that is not cached here and cannot be "
+                f"downloaded ({error}); the cache is looked for in {cache} "
+                "(HF_DATASETS_CACHE, by default ~/.cache/huggingface/datasets): fill it on a "
+                "machine with network and run with HF_DATASETS_OFFLINE=1, or pass a task YAML "
+                "over local files with --include-path (examples: tests/data/lm_eval_tasks)."
+            ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.chunk_tokens < 1:
         raise ConfigError(f"--chunk-tokens {args.chunk_tokens} must be a positive number of tokens.")
@@ -82,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         )
     task_manager = TaskManager(include_path=args.include_path)
     tasks = task_names(args, task_manager)
+    check_task_data(tasks, task_manager)
 
     from ..evaluation.lm_eval_model import GriffinMegatronLM
     from ..evaluation.loading import load_model

@@ -56,6 +56,9 @@ def _quiet_third_party_warnings() -> None:
     warnings.filterwarnings("ignore", message="full scope is deprecated.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="When using async grad allreduce.*")
+    # megatron-core >= 0.19 logs "on rank 0 only" even before a process group exists, and warns
+    # when it cannot tell the rank; commands read their datasets before they start one.
+    warnings.filterwarnings("ignore", message="Could not determine rank from torch.distributed.*")
     # A CUDA build of torch on a machine without a GPU logs "No CUDA runtime is found" when
     # Megatron imports torch.utils.cpp_extension; nothing here compiles extensions.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

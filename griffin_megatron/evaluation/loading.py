@@ -44,9 +44,16 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
         from ..interop.hf import from_hf
 
         if not (source / "config.json").is_file():
+            if _is_megatron_checkpoint(source):
+                raise CheckpointError(
+                    f"{source} is a Megatron checkpoint, not an HF directory; pass it as --load "
+                    f"{source} (or export it with `griffin-megatron convert mcore-to-hf --ckpt "
+                    f"{source} --out DIR` and pass --hf-dir DIR)."
+                )
             raise CheckpointError(
                 f"{source} has no config.json; --hf-dir takes a directory written by "
-                "save_pretrained (or `griffin-megatron convert --to hf`)."
+                "save_pretrained or by `griffin-megatron convert mcore-to-hf --ckpt CKPT --out "
+                "DIR`."
             )
         return from_hf(str(source), params_dtype=params_dtype, **parallel).eval()
     from ..checkpoint.model import build_model_from_checkpoint
@@ -58,3 +65,11 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
     except FileNotFoundError as error:
         raise CheckpointError(f"cannot load {source}: {error.args[0] if error.args else error}") from None
     return model.eval()
+
+
+def _is_megatron_checkpoint(directory: Path) -> bool:
+    """A griffin-megatron checkpoint, a save directory, or a Megatron distributed checkpoint."""
+    from ..checkpoint.record import LATEST_FILE, MODEL_RECORD
+
+    markers = (MODEL_RECORD, LATEST_FILE, "metadata.json")
+    return any((directory / name).is_file() for name in markers)

@@ -1,11 +1,9 @@
-"""The evaluation's outputs: a printed table, a JSON file and a PNG plot of loss by position."""
+"""The evaluation's results: a summary dict (written as JSON by output_dir.py), a printed table
+and a PNG plot of loss by position."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
@@ -37,18 +35,6 @@ def format_table(result: dict) -> str:
     lines.append(f"{'all':>20}  {result['tokens']:>10}  {result['loss']:>8.4f}  "
                  f"{result['perplexity']:>10.3f}")
     return "\n".join(lines)
-
-
-def write_json(result: dict, path: Union[str, Path]) -> Path:
-    """Written beside its final name and renamed into place: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as out:
-        json.dump(result, out, indent=2)
-        out.write("\n")
-    os.replace(tmp, path)
-    return path
 
 
 def import_pyplot():

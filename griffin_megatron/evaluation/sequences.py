@@ -4,9 +4,11 @@
   seq_length + 1 tokens by Megatron's `GPTDataset` with the training run's conventions (the
   `--split` string and seed select the same held-out documents training left out; position ids
   restart after every end-of-document token);
-- `text_file_sequences`: raw text files, one document per file, tokenized with the model's
-  tokenizer; a file longer than seq_length + 1 tokens is cut into consecutive pieces, each
-  evaluated from a fresh state.
+- `text_file_sequences`: raw text files (read by `read_text_files`), one document per file,
+  tokenized with the model's tokenizer; a file longer than seq_length + 1 tokens is cut into
+  consecutive pieces, each evaluated from a fresh state.
+
+The checks (`checked_indexed_dataset`, `read_text_files`) run before the model loads.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 
+from ..data.tokenizers import TextTokenizer
 from ..errors import DataError, InputFileError
 
 SPLITS = ("train", "valid", "test")
@@ -34,35 +37,39 @@ def positions_from_ids(ids: numpy.ndarray, eod: Optional[int], first: int = 0) -
     return numpy.where(last_start >= 0, index - last_start, index + first)
 
 
+def checked_indexed_dataset(prefix: str, split: str = "95,5,0",
+                            tokenizer: Optional[str] = None) -> TextTokenizer:
+    """The tokenizer of dataset `prefix`, after the checks `train` makes before Megatron's
+    dataset builder sees it: its files, its documents per --split (a split with a share but no
+    document sends the builder into an endless loop) and its token ids against the tokenizer.
+    Cheap, so evaluate runs it before the model loads."""
+    from ..training.data import check_dataset_files, check_split_sizes, resolve_tokenizer
+
+    check_dataset_files([prefix])
+    check_split_sizes([prefix], split)
+    return resolve_tokenizer([prefix], tokenizer)
+
+
 def indexed_dataset_sequences(
     prefix: str,
     seq_length: int,
+    tok: TextTokenizer,
     split: str = "95,5,0",
     split_name: str = "valid",
     seed: int = 1234,
     max_sequences: Optional[int] = None,
     cache_path: Optional[str] = None,
-    tokenizer: Optional[str] = None,
 ) -> Iterator[Sequence_]:
     """Samples of seq_length + 1 tokens from one split of `prefix` (one epoch, shuffled as
-    training shuffles), at most max_sequences of them."""
+    training shuffles), at most max_sequences of them. `tok` comes from
+    `checked_indexed_dataset`, which must have accepted the dataset and split."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset
 
-    from ..training.data import (
-        check_dataset_files,
-        ensure_dataset_helpers,
-        gpt_dataset_config,
-        resolve_tokenizer,
-    )
+    from ..training.data import ensure_dataset_helpers, gpt_dataset_config
 
-    try:
-        check_dataset_files([prefix])
-    except FileNotFoundError as error:
-        raise InputFileError(error.args[0]) from None
     if split_name not in SPLITS:
         raise DataError(f"split {split_name!r} is not one of {', '.join(SPLITS)}.")
-    tok = resolve_tokenizer([prefix], tokenizer)
     ensure_dataset_helpers()
     config = gpt_dataset_config(([prefix], None), seq_length, split, seed, cache_path, tok)
     sizes: List[Optional[int]] = [0, 0, 0]
@@ -87,14 +94,32 @@ def indexed_dataset_sequences(
         yield ids, positions_from_ids(ids, tok.eod)
 
 
-def text_file_sequences(paths: Sequence[str], encode, seq_length: int) -> Iterator[Sequence_]:
-    """Each file one document: its ids in pieces of at most seq_length + 1 tokens."""
+def read_text_files(paths: Sequence[str]) -> List[Tuple[Path, str]]:
+    """(path, text) of each file, or one sentence for the first that is missing or not UTF-8.
+    Read before the model loads, so a bad file costs no evaluation."""
     files = [Path(p) for p in paths]
     for path in files:
         if not path.is_file():
             raise InputFileError(f"text file {path} does not exist; pass existing UTF-8 text files.")
+    documents = []
     for path in files:
-        ids = numpy.asarray(encode(path.read_text(encoding="utf-8")), dtype=numpy.int64)
+        try:
+            documents.append((path, path.read_text(encoding="utf-8")))
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"text file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                f"offset {error.start}: {error.reason}); --text-files takes UTF-8 text: convert "
+                f"text in another encoding first (e.g. iconv -f latin1 -t utf-8 {path}), or "
+                "pass another file."
+            ) from None
+    return documents
+
+
+def text_file_sequences(documents: Sequence[Tuple[Path, str]], encode,
+                        seq_length: int) -> Iterator[Sequence_]:
+    """Each file one document: its ids in pieces of at most seq_length + 1 tokens."""
+    for path, text in documents:
+        ids = numpy.asarray(encode(text), dtype=numpy.int64)
         if len(ids) < 2:
             raise DataError(f"{path} holds fewer than 2 tokens; there is nothing to predict.")
         for start in range(0, len(ids) - 1, seq_length):

@@ -46,18 +46,21 @@ def megatron_training_missing() -> Optional[str]:
 
 
 def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Megatron-LM's `parse_and_validate_args`, with Griffin's preset filled in and Griffin's
-    shape rules checked between parsing and Megatron's own checks."""
+    """Megatron-LM's `parse_and_validate_args`, with Griffin's preset filled in, Griffin's shape
+    rules checked and what Megatron-LM's parser leaves unsettled settled (settle.py), between
+    parsing and Megatron's own checks."""
     from megatron.training.arguments import parse_args, validate_args
     from megatron.training.global_vars import set_global_variables
 
     from .arguments import add_griffin_arguments, apply_preset, check_griffin_arguments
+    from .settle import settle_arguments
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     args = parse_args(extra_args_provider=add_griffin_arguments)
     apply_preset(args)
     check_griffin_arguments(args)
+    settle_arguments(args, sys.argv[1:])
     validate_args(args, {})
     set_global_variables(args)
     return args

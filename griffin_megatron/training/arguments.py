@@ -11,6 +11,7 @@ process group exists, each failure one sentence.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import Dict, Iterable, List, Optional
 
@@ -186,18 +187,25 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             )
 
 
-def _check_split(split: str) -> None:
+def check_split_format(split: str) -> list:
+    """The normalised proportions of a --split string (train and evaluate), or one sentence."""
     from megatron.core.datasets.blended_megatron_dataset_config import parse_and_normalize_split
 
     try:
         proportions = parse_and_normalize_split(split)
     except (ValueError, AssertionError, ZeroDivisionError):
         proportions = None
-    if proportions is None or len(proportions) != 3:
+    # Megatron reads only the digits ('abc' is 0,0,0) and divides by their sum: NaN for zero.
+    if proportions is None or len(proportions) != 3 or not all(map(math.isfinite, proportions)):
         raise ConfigError(
             f"--split={split!r} must be three non-negative proportions 'train,valid,test' "
             "with a positive sum, e.g. 98,2,0."
         )
+    return proportions
+
+
+def _check_split(split: str) -> None:
+    proportions = check_split_format(split)
     if proportions[0] == 0:
         raise ConfigError(
             f"--split={split!r} gives the training split no documents; give it a positive "

@@ -46,6 +46,21 @@ def test_a_directory_the_user_cannot_write(tmp_path):
         locked.chmod(0o755)
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's /sys")
+def test_a_directory_that_takes_no_new_entry_whatever_its_mode_says():
+    """/sys refuses every new entry, even root's, whom `os.access` lets write anywhere: the
+    check creates and removes one entry instead of trusting the mode bits."""
+    with pytest.raises(errors.InputFileError, match=r"^--x /sys/griffin-out cannot be written"):
+        check_creatable_directory("/sys/griffin-out", "--x")
+    assert not os.path.exists("/sys/griffin-out")
+
+
+def test_checking_a_writable_directory_leaves_nothing_in_it(tmp_path):
+    check_creatable_directory(tmp_path / "out", "--x")
+    check_creatable_directory(tmp_path, "--x")
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("command, option", [
     (["train", "--preset", "hawk-tiny", "--train-iters", "2"], "--save"),
     (["train", "--preset", "hawk-tiny", "--train-iters", "2"], "--tensorboard-dir"),

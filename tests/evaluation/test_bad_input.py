@@ -42,7 +42,8 @@ def _main(*args, cwd, capsys):
     return subprocess.CompletedProcess(args, status, captured.out, captured.err)
 
 
-@pytest.mark.parametrize("case", ["missing-checkpoint", "missing-prefix", "chunk-0", "pp-2"])
+@pytest.mark.parametrize("case", ["missing-checkpoint", "missing-prefix", "chunk-0", "pp-2",
+                                  "split-without-digits"])
 def test_evaluate_bad_input(case, hf_dir, tmp_path, capsys):
     text = tmp_path / "a.txt"
     text.write_text("the cat sat on a mat")
@@ -56,6 +57,9 @@ def test_evaluate_bad_input(case, hf_dir, tmp_path, capsys):
                     ["--chunk-tokens 0"]),
         "pp-2": (["--hf-dir", str(hf_dir), "--text-files", str(text),
                   "--pipeline-parallel-size", "2"], ["tensor parallelism only"]),
+        # Megatron reads 'abc' as 0,0,0 and divides by the sum (NaN documents per split).
+        "split-without-digits": (["--hf-dir", str(hf_dir), "--data-path", str(tmp_path / "d"),
+                                  "--split", "abc"], ["--split='abc'", "three"]),
     }[case]
     run = _run if case == "missing-checkpoint" else lambda *a, cwd: _main(*a, cwd=cwd, capsys=capsys)
     result = run("evaluate", *args, *common, cwd=tmp_path)
@@ -76,3 +80,23 @@ def test_lm_eval_missing_checkpoint(tmp_path, capsys):
                   "--include-path", str(__import__("pathlib").Path(__file__).parents[1] / "data" / "lm_eval_tasks"),
                   cwd=tmp_path, capsys=capsys)
     _one_sentence(result, "does not exist")
+
+
+def test_lm_eval_task_data_not_cached_offline(tmp_path):
+    """arc_easy's data is on the Hub: without the network (HF_DATASETS_OFFLINE=1 here, so that it
+    fails at once instead of retrying) and with an empty cache, one sentence says where the
+    cache was looked for and how to run offline, before the model loads."""
+    pytest.importorskip("lm_eval")
+    cache = tmp_path / "datasets-cache"
+    result = subprocess.run(
+        # --hf-dir: an empty directory, which would be refused if the model loaded first
+        [sys.executable, "-m", "griffin_megatron", "lm-eval", "--hf-dir", str(tmp_path),
+         "--tasks", "arc_easy", "--output-path", str(tmp_path / "out.json")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+             "HF_DATASETS_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf-home"),
+             "OMP_NUM_THREADS": "1",
+             "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[2])})
+    _one_sentence(result, "arc_easy", "not cached", str(cache), "HF_DATASETS_CACHE",
+                  "HF_DATASETS_OFFLINE=1", "--include-path", "tests/data/lm_eval_tasks")
+    assert not (tmp_path / "out.json").exists()

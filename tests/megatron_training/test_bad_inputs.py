@@ -1,5 +1,5 @@
 """Bad input to the Megatron-loop entry point: one sentence on stderr and a non-zero exit,
-before any process group or file exists."""
+before any process group or file exists (and before Megatron-LM prints its arguments)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.training.harness import environment
 
@@ -84,6 +85,26 @@ def test_tp_comm_overlap_is_refused(backend, tmp_path):
     errors = _error_lines(done.stderr)
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith(f"error: --tp-comm-overlap cannot be used with --backend {backend}")
+
+
+# A run that would otherwise start: one process, mock data, a NullTokenizer.
+TINY_RUN = ["--preset", "griffin-tiny", "--micro-batch-size", "1", "--train-iters", "1",
+            "--tokenizer-type", "NullTokenizer", "--vocab-size", "320", "--seq-length", "32"]
+
+
+def _refused_before_the_argument_dump(done, *words):
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]
+    errors = _error_lines(done.stderr)
+    assert len(errors) == 1, done.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    assert "arguments ---" not in done.stdout  # Megatron-LM's ~850-line dump never started
+
+
+@requires_megatron_training
+def test_neither_data_path_nor_mock_data(tmp_path):
+    done = _run([*ENTRY, *TINY_RUN, "--lr", "1e-3", "--distributed-backend", "gloo"], tmp_path)
+    _refused_before_the_argument_dump(done, "--data-path", "--mock-data")
     assert not any(tmp_path.iterdir())
 
 
@@ -120,3 +141,16 @@ def test_pretrain_args_take_the_fusion_rule(importable, flags, expected, monkeyp
     assert args.gradient_accumulation_fusion is expected
     args.params_dtype = torch.float32  # set by validate_args, which this test does not run
     assert _run_settings(args)["gradient_accumulation_fusion"] is expected
+
+
+def test_no_learning_rate(tmp_path):
+    done = _run([*ENTRY, *TINY_RUN, "--mock-data", "--distributed-backend", "gloo"], tmp_path)
+    _refused_before_the_argument_dump(done, "--lr")
+
+
+@requires_megatron_training
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_nccl_asked_for_without_cuda(tmp_path):
+    done = _run([*ENTRY, *TINY_RUN, "--mock-data", "--lr", "1e-3",
+                 "--distributed-backend", "nccl"], tmp_path)
+    _refused_before_the_argument_dump(done, "--distributed-backend nccl", "no", "gloo")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 
 import pytest
@@ -77,11 +78,21 @@ def test_short_run_logs_saves_and_exports(tiny_corpus, tmp_path):
     assert torch.isfinite(hf(ids).logits).all()
 
 
+# The packages of the extras (`train`, `eval`, `test`): the README's main job installs none.
+EXTRAS_PACKAGES = ("tensorboard", "sentencepiece", "matplotlib", "lm_eval", "accelerate", "pytest")
+
+
 def test_default_run_builds_its_corpus_and_trains(tmp_path):
-    """No data arguments: the standard library corpus is prepared into a fresh cache."""
-    cache = tmp_path / "cache"
+    """No data arguments: the standard library corpus is prepared into a fresh cache. The
+    extras' packages are hidden (each import of them fails), as after `pip install -e .`."""
+    cache, hidden = tmp_path / "cache", tmp_path / "hidden"
+    for name in EXTRAS_PACKAGES:
+        (hidden / name).mkdir(parents=True)
+        (hidden / name / "__init__.py").write_text(f"raise ImportError('{name} is hidden')\n")
+    env = environment(XDG_CACHE_HOME=str(cache))
+    env["PYTHONPATH"] = f"{hidden}{os.pathsep}{env['PYTHONPATH']}"
     done = run_train(["--train-iters", "3", "--eval-iters", "1", "--log-interval", "1"],
-                     cwd=tmp_path, env=environment(XDG_CACHE_HOME=str(cache)))
+                     cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "preparing the default corpus" in out
