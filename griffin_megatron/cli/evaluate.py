@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..evaluation.output_dir import check_output_dir
 from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 
 
@@ -72,6 +71,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         from ..training.arguments import check_split_format
 
         check_split_format(args.split)
+    from ..evaluation.output_dir import check_output_dir
+
     check_output_dir(args.output_dir, args.overwrite)
 
 

@@ -143,6 +143,7 @@ def test_pretrain_args_take_the_fusion_rule(importable, flags, expected, monkeyp
     assert _run_settings(args)["gradient_accumulation_fusion"] is expected
 
 
+@requires_megatron_training
 def test_no_learning_rate(tmp_path):
     done = _run([*ENTRY, *TINY_RUN, "--mock-data", "--distributed-backend", "gloo"], tmp_path)
     _refused_before_the_argument_dump(done, "--lr")
