@@ -99,7 +99,7 @@ def launch_specialisation(rec, hints: bool):
         heuristics.update({k: rule(rec.args) for k, rule in jit.values.items()})
         jit = jit.fn
     kwargs = {**rec.args, **heuristics, "BLOCK_D": rec.candidate.block_d,
-              "num_warps": rec.candidate.num_warps}
+              **rec.candidate.options()}
     backend = make_backend(GPUTarget("cuda", 90, 32))
     binder = create_function_from_signature(jit.signature, jit.params, backend)
     bound, specialization, options = binder(**kwargs)

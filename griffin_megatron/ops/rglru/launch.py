@@ -35,19 +35,31 @@ class Candidate:
 
     block_d: int
     num_warps: int
+    # ptxas's register cap per thread (`.maxnreg`); None leaves the choice to ptxas.
+    maxnreg: Optional[int] = None
 
     def __str__(self) -> str:
-        return f"BLOCK_D={self.block_d} warps={self.num_warps}"
+        cap = f" maxnreg={self.maxnreg}" if self.maxnreg else ""
+        return f"BLOCK_D={self.block_d} warps={self.num_warps}{cap}"
+
+    def options(self) -> dict:
+        """The launch options besides BLOCK_D."""
+        return dict(num_warps=self.num_warps, **({"maxnreg": self.maxnreg} if self.maxnreg else {}))
 
 
 # Candidates per group, the default first. A tile holds TILE_T (64) x BLOCK_D fp32 values per
-# live tensor; per thread that is 64 * BLOCK_D / (32 * warps). The forward keeps ~8 tile tensors
-# live, the backward ~16, so the forward allows 8 values per thread and the backward 4: more
-# and ptxas spills (benchmarks/rglru_compile_check.py checks every candidate on triton 3.6.0,
-# 3.7.1 and 3.9.0 with the launch's specialisation; benchmarks/RESULTS.md has the table).
-# "fwd" serves the forward kernel and both summary kernels, "bwd" the backward kernel.
+# live tensor; per thread that is 64 * BLOCK_D / (32 * warps). ptxas picks a register target
+# from the block size, and at some targets spills a few bytes rather than drop a block per SM:
+# the sequential forward at (32, 8) spilled 8-12 B at 80 registers with triton 3.6.0 / 3.7.1 and
+# (64, 8) 32-40 B, so (32, 8) is capped at 96 registers (2 blocks per SM instead of a spilling 3)
+# and (64, 8) became (64, 16). The default (16, 4) needs ~90 registers: 5 blocks of 4 warps per
+# SM, the most resident programs of any candidate that does not spill. The backward keeps ~16
+# tile tensors live: 128 registers at (16, 8) and (8, 4). benchmarks/rglru_compile_check.py
+# compiles every candidate as launched on triton 3.6.0, 3.7.1 and 3.9.0 and fails on a spill;
+# benchmarks/RESULTS.md has the table. "fwd" serves the forward kernel and both summary kernels,
+# "bwd" the backward kernel.
 CANDIDATES: Dict[str, Tuple[Candidate, ...]] = {
-    "fwd": (Candidate(32, 8), Candidate(16, 4), Candidate(64, 16)),
+    "fwd": (Candidate(16, 4), Candidate(32, 8, maxnreg=96), Candidate(64, 16)),
     "bwd": (Candidate(16, 8), Candidate(32, 16), Candidate(8, 4)),
 }
 # Below this many elements a call takes microseconds: the first candidate is good enough, and
@@ -116,7 +128,7 @@ def forcing(**candidates: Candidate):
         _forced.reset(token)
 
 
-def _refuse_during_capture() -> None:
+def refuse_during_capture() -> None:
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
         raise RuntimeError(
             "rglru: tuning the Triton kernels times them with device synchronisations, which "
@@ -175,7 +187,7 @@ class KernelLauncher:
         if key in self.chosen:
             return self.chosen[key]
         if _tuning.get():
-            _refuse_during_capture()
+            refuse_during_capture()
             times = {c: _time_ms(lambda c=c: self._run(grid, args, c)) for c in candidates}
             self.chosen[key] = min(times, key=times.get)
             logger.info("rglru %s %s: %s", self.name, key,
@@ -190,7 +202,7 @@ class KernelLauncher:
 
     def _run(self, grid, args: dict, candidate: Candidate) -> None:
         self.kernel[grid(candidate.block_d)](
-            **args, BLOCK_D=candidate.block_d, num_warps=candidate.num_warps)
+            **args, BLOCK_D=candidate.block_d, **candidate.options())
 
     def __call__(self, grid, **args) -> None:
         """grid: a function of the chosen BLOCK_D giving the launch grid."""
