@@ -35,31 +35,30 @@ class Candidate:
 
     block_d: int
     num_warps: int
-    # ptxas's register cap per thread (`.maxnreg`); None leaves the choice to ptxas.
-    maxnreg: Optional[int] = None
 
     def __str__(self) -> str:
-        cap = f" maxnreg={self.maxnreg}" if self.maxnreg else ""
-        return f"BLOCK_D={self.block_d} warps={self.num_warps}{cap}"
+        return f"BLOCK_D={self.block_d} warps={self.num_warps}"
 
     def options(self) -> dict:
         """The launch options besides BLOCK_D."""
-        return dict(num_warps=self.num_warps, **({"maxnreg": self.maxnreg} if self.maxnreg else {}))
+        return dict(num_warps=self.num_warps)
 
 
 # Candidates per group, the default first. A tile holds TILE_T (64) x BLOCK_D fp32 values per
 # live tensor; per thread that is 64 * BLOCK_D / (32 * warps). ptxas picks a register target
-# from the block size, and at some targets spills a few bytes rather than drop a block per SM:
-# the sequential forward at (32, 8) spilled 8-12 B at 80 registers with triton 3.6.0 / 3.7.1 and
-# (64, 8) 32-40 B, so (32, 8) is capped at 96 registers (2 blocks per SM instead of a spilling 3)
-# and (64, 8) became (64, 16). The default (16, 4) needs ~90 registers: 5 blocks of 4 warps per
-# SM, the most resident programs of any candidate that does not spill. The backward keeps ~16
-# tile tensors live: 128 registers at (16, 8) and (8, 4). benchmarks/rglru_compile_check.py
-# compiles every candidate as launched on triton 3.6.0, 3.7.1 and 3.9.0 and fails on a spill;
-# benchmarks/RESULTS.md has the table. "fwd" serves the forward kernel and both summary kernels,
-# "bwd" the backward kernel.
+# from the block size and at some targets spills a few bytes rather than give up a block per
+# SM: as launched (with the divisibility hints), the sequential forward spilled 8-12 B at 80
+# registers at (32, 8) with triton 3.6.0 / 3.7.1, and 20-40 B at (64, 8). So the forward keeps
+# at most 8 values per thread per tensor on 8+ warps or 4 on 4 warps: the default (16, 4)
+# needs ~90 registers, 5 blocks of 4 warps per SM, the most resident programs of any candidate
+# that does not spill; (32, 16) and (64, 16) trade programs for wider rows. A cap on registers
+# (`maxnreg`) was tried instead and made ptxas spill the variant without hints. The backward
+# keeps ~16 tile tensors live: 128 registers at (16, 8) and (8, 4).
+# benchmarks/rglru_compile_check.py compiles every candidate as launched, and without hints, on
+# triton 3.6.0, 3.7.1 and 3.9.0 and fails on a spill; benchmarks/RESULTS.md has the table.
+# "fwd" serves the forward kernel and both summary kernels, "bwd" the backward kernel.
 CANDIDATES: Dict[str, Tuple[Candidate, ...]] = {
-    "fwd": (Candidate(16, 4), Candidate(32, 8, maxnreg=96), Candidate(64, 16)),
+    "fwd": (Candidate(16, 4), Candidate(32, 16), Candidate(64, 16)),
     "bwd": (Candidate(16, 8), Candidate(32, 16), Candidate(8, 4)),
 }
 # Below this many elements a call takes microseconds: the first candidate is good enough, and
