@@ -53,13 +53,14 @@ class Candidate:
 # needs ~90 registers, 5 blocks of 4 warps per SM, the most resident programs of any candidate
 # that does not spill; (32, 16) and (64, 16) trade programs for wider rows. A cap on registers
 # (`maxnreg`) was tried instead and made ptxas spill the variant without hints. The backward
-# keeps ~16 tile tensors live: 128 registers at (16, 8) and (8, 4).
+# keeps ~16 tile tensors live: 128 registers at (16, 8) and (8, 4), 2 and 4 blocks per SM;
+# (32, 16) spilled 12 B with triton 3.9.0, (16, 16) does not (80 registers, 1 block).
 # benchmarks/rglru_compile_check.py compiles every candidate as launched, and without hints, on
 # triton 3.6.0, 3.7.1 and 3.9.0 and fails on a spill; benchmarks/RESULTS.md has the table.
 # "fwd" serves the forward kernel and both summary kernels, "bwd" the backward kernel.
 CANDIDATES: Dict[str, Tuple[Candidate, ...]] = {
     "fwd": (Candidate(16, 4), Candidate(32, 16), Candidate(64, 16)),
-    "bwd": (Candidate(16, 8), Candidate(32, 16), Candidate(8, 4)),
+    "bwd": (Candidate(16, 8), Candidate(8, 4), Candidate(16, 16)),
 }
 # Below this many elements a call takes microseconds: the first candidate is good enough, and
 # tuning would only compile the others.
