@@ -110,24 +110,26 @@ def test_blocks_per_sm_from_registers_and_warps(registers, warps, blocks):
     assert schedule.blocks_per_sm(registers, warps) == blocks
 
 
-def test_schedule_rule_follows_occupancy():
-    sms = 132
+def chunked(pass_name, T, B, D, itemsize=2, sms=132):
     cost = schedule.schedule_cost
-    # 400M micro-batch: B * D / 32 = 128 sequential programs cannot fill 132 SMs.
-    assert cost("forward", "chunked", 2048, 2, 2048, sms) < \
-        cost("forward", "sequential", 2048, 2, 2048, sms)
+    return cost(pass_name, "chunked", T, B, D, itemsize, sms) < \
+        cost(pass_name, "sequential", T, B, D, itemsize, sms)
+
+
+def test_schedule_rule_follows_occupancy():
+    # 400M micro-batch: B * D / 16 = 256 sequential programs keep too few bytes in flight.
+    assert chunked("forward", 2048, 2, 2048)
+    # 14B: 1024 sequential programs fill every slot; the chunked pass's extra reads lose.
+    assert not chunked("forward", 2048, 2, 8192)
+    # The sequential backward fits 2 blocks per SM: chunked wins at both sizes.
+    assert chunked("backward", 2048, 2, 2048) and chunked("backward", 2048, 2, 8192)
     # One tile of time: chunking adds reads and no parallelism.
-    for pass_name in ("forward", "backward"):
-        assert cost(pass_name, "sequential", 64, 2, 2048, sms) < \
-            cost(pass_name, "chunked", 64, 2, 2048, sms)
-    # A very wide batch fills every SM sequentially, and the sequential pass reads less.
-    assert cost("forward", "sequential", 2048, 64, 8192, sms) < \
-        cost("forward", "chunked", 2048, 64, 8192, sms)
+    assert not chunked("forward", 64, 2, 2048) and not chunked("backward", 64, 2, 2048)
 
 
 def test_cpu_schedule_and_warm_up_are_cheap_no_ops():
     cpu = torch.device("cpu")
-    assert schedule.choose_schedule(2048, 2, 2048, cpu) == schedule.Schedule(False, False)
+    assert schedule.choose_schedule(2048, 2, 2048, 2, cpu) == schedule.Schedule(False, False)
     warm_up([(2048, 2, 2048)], torch.bfloat16, cpu)  # returns without allocating or compiling
 
 

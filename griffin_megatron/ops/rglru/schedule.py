@@ -1,26 +1,25 @@
 """Which schedule over time the RG-LRU kernels use, sequential or chunked, chosen from occupancy.
 
-Both schedules are memory-bound, and neither has enough arithmetic to hide a load's latency
-behind its own work: a program loads a tile, scans it, stores it, then loads the next. What
-hides latency is other programs resident on the same SM, so throughput grows with the number
-of resident programs until HBM saturates. The model here: a kernel's time is its bytes divided
-by the programs it keeps resident on average, summed over the kernels of a schedule.
+Both schedules are memory-bound, and neither has arithmetic to hide a load's latency behind its
+own work: a program loads a tile, scans it, stores it, then loads the next. What hides latency
+is other programs resident on the same SM, so a kernel streams at
 
-- sequential: P = B * ceil(D / BLOCK_D) programs, each walking T / TILE_T tiles. At most
-  SMs * blocks_per_SM run at once (registers and warps decide blocks_per_SM), so it keeps
-  P / waves resident, with waves = ceil(P / slots). Bytes per element: forward 3 reads + 1
-  write = 4, backward 4 reads + 3 writes = 7 (in units of the input's itemsize).
-- chunked: a summary kernel and a tile kernel, each P * T / TILE_T programs of one tile, which
-  fill every slot for any training shape; the cost is reading the inputs twice: forward
-  3 + 4 = 7, backward 2 + 7 = 9. The carry scan between them moves 3 / TILE_T of that in fp32
-  and is left out.
+    min(resident programs x bytes one program loads per tile, what saturates HBM)
 
-So the sequential schedule is chosen when B * D is large enough that its resident programs,
-weighed by its smaller byte count, match the chunked ones: on 132 SMs with two resident
-blocks per SM, a 14B micro-batch (D = 8192, B = 2: 512 programs of BLOCK_D 32) is about even,
-a 400M one (D = 2048, B = 2: 128 programs, half of the 264 slots) goes chunked. The register
-counts come from `REGISTERS`, which benchmarks/rglru_compile_check.py checks against ptxas. Not
-yet timed on a GPU: `benchmarks/rglru.py --compare-schedules` measures both schedules.
+(Little's law). Resident programs: SMs x blocks per SM (registers per thread and warps per
+block decide it, `blocks_per_sm`), or fewer when the grid has fewer programs, averaged over the
+waves. A schedule's cost is the sum over its kernels of bytes moved / that streaming rate.
+
+- sequential: P = B * ceil(D / BLOCK_D) programs, each walking T / TILE_T tiles. Bytes per
+  element (in input itemsizes): forward 3 reads + 1 write = 4, backward 4 reads + 3 writes = 7.
+- chunked: a summary kernel and a tile kernel of P * T / TILE_T one-tile programs each, which
+  fill every slot; the price is reading the inputs twice: forward 3 + 4, backward 2 + 7. The
+  carry scan between them moves 3 / TILE_T of that in fp32 and is left out.
+
+With the default candidates on 132 SMs (bf16, T = 2048): the forward of a 400M micro-batch
+(D = 2048, B = 2: 256 sequential programs) goes chunked, a 14B one (D = 8192, B = 2) stays
+sequential; the backward, at 2 blocks per SM sequentially, goes chunked for both. Not yet timed
+on a GPU: `benchmarks/rglru.py --compare-schedules` measures both schedules.
 """
 
 from __future__ import annotations
@@ -40,12 +39,12 @@ logger = logging.getLogger(__name__)
 # launcher's divisibility hints), the largest over triton 3.6.0, 3.7.1 and 3.9.0, bf16 and fp32.
 # benchmarks/rglru_compile_check.py fails when a default candidate needs more.
 REGISTERS = {
-    ("fwd", "sequential"): 255,
-    ("fwd", "chunked"): 255,
-    ("fwd_summary", "chunked"): 255,
-    ("bwd", "sequential"): 255,
-    ("bwd", "chunked"): 255,
-    ("bwd_summary", "chunked"): 255,
+    ("fwd", "sequential"): 96,
+    ("fwd", "chunked"): 48,
+    ("fwd_summary", "chunked"): 48,
+    ("bwd", "sequential"): 128,
+    ("bwd", "chunked"): 80,
+    ("bwd_summary", "chunked"): 40,
 }
 
 # Hopper (sm_90) per-SM limits: 64K 32-bit registers, allocated per warp in units of 256;
@@ -55,10 +54,17 @@ _REGISTER_UNIT_PER_WARP = 256
 _MAX_WARPS_PER_SM = 64
 _MAX_BLOCKS_PER_SM = 32
 
-# Bytes per element (in input itemsizes) of each kernel, as listed in the module docstring.
-_BYTES = {
-    "forward": {"sequential": (("fwd", 4),), "chunked": (("fwd_summary", 3), ("fwd", 4))},
-    "backward": {"sequential": (("bwd", 7),), "chunked": (("bwd_summary", 2), ("bwd", 7))},
+# Bytes HBM needs in flight per SM to stream at its peak (Little's law, bandwidth x latency):
+# H200 4.8 TB/s x ~0.9 us of loaded DRAM latency / 132 SMs is ~32 KiB. An estimate from public
+# figures, not a measurement.
+BYTES_IN_FLIGHT_PER_SM = 32 * 1024
+# Per kernel of each schedule: (kernel, bytes moved per element in input itemsizes, input
+# tensors one program loads per tile), as listed in the module docstring.
+_KERNELS = {
+    "forward": {"sequential": (("fwd", 4, 3),),
+                "chunked": (("fwd_summary", 3, 3), ("fwd", 4, 3))},
+    "backward": {"sequential": (("bwd", 7, 4),),
+                 "chunked": (("bwd_summary", 2, 2), ("bwd", 7, 4))},
 }
 _GROUP = {"fwd": "fwd", "fwd_summary": "fwd", "bwd_summary": "fwd", "bwd": "bwd"}
 
@@ -84,29 +90,33 @@ def _resident(programs: int, slots: int) -> float:
     return programs / math.ceil(programs / slots)
 
 
-def schedule_cost(pass_name: str, schedule: str, T: int, B: int, D: int, sms: int) -> float:
-    """Bytes per element divided by average resident programs, summed over the kernels."""
+def schedule_cost(pass_name: str, schedule: str, T: int, B: int, D: int, itemsize: int,
+                  sms: int) -> float:
+    """Relative time of a pass: bytes per element / bytes in flight, summed over the kernels."""
     cost = 0.0
-    for kernel, bytes_per_element in _BYTES[pass_name][schedule]:
+    for kernel, bytes_per_element, loads in _KERNELS[pass_name][schedule]:
         candidate = CANDIDATES[_GROUP[kernel]][0]
         kernel_schedule = "chunked" if kernel.endswith("summary") else schedule
         blocks = blocks_per_sm(REGISTERS[(kernel, kernel_schedule)], candidate.num_warps)
         programs = B * math.ceil(D / candidate.block_d)
         if schedule == "chunked":
             programs *= math.ceil(T / TILE_T)
-        cost += bytes_per_element / _resident(programs, sms * blocks)
+        tile_bytes = TILE_T * candidate.block_d * loads * itemsize
+        in_flight = min(_resident(programs, sms * blocks) * tile_bytes,
+                        sms * BYTES_IN_FLIGHT_PER_SM)
+        cost += bytes_per_element * itemsize / in_flight
     return cost
 
 
-def choose_schedule(T: int, B: int, D: int, device: torch.device) -> Schedule:
+def choose_schedule(T: int, B: int, D: int, itemsize: int, device: torch.device) -> Schedule:
     """The schedules `rglru_triton(chunked=None)` uses; logged once per choice and shape class."""
     if device.type != "cuda":
         # The interpreter runs programs one at a time: fewer, longer programs are faster there.
         return Schedule(forward_chunked=False, backward_chunked=False)
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     chosen = {
-        pass_name: schedule_cost(pass_name, "chunked", T, B, D, sms)
-        < schedule_cost(pass_name, "sequential", T, B, D, sms)
+        pass_name: schedule_cost(pass_name, "chunked", T, B, D, itemsize, sms)
+        < schedule_cost(pass_name, "sequential", T, B, D, itemsize, sms)
         for pass_name in ("forward", "backward")
     }
     schedule = Schedule(forward_chunked=chosen["forward"], backward_chunked=chosen["backward"])

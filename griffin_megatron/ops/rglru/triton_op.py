@@ -242,7 +242,7 @@ def rglru_triton(
     """
     _check_kernel_inputs(x, gate_x, gate_a)
     if chunked is None:
-        schedule = choose_schedule(*x.shape, x.device)
+        schedule = choose_schedule(*x.shape, x.element_size(), x.device)
     else:
         schedule = Schedule(forward_chunked=chunked, backward_chunked=chunked)
     # softplus of a [D] parameter: cheap in PyTorch, and autograd carries it back to a_param.
