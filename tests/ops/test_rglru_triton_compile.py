@@ -2,7 +2,9 @@
 
 Runs benchmarks/rglru_compile_check.py in a subprocess without TRITON_INTERPRET (this process
 has it set on CPU machines, which makes Triton's own jit helpers uncompilable). It checks the
-installed Triton, so each CI leg checks the Triton its torch pins.
+installed Triton, so each CI leg checks the Triton its torch pins: every kernel's launches as
+the host code makes them, with the launcher's divisibility hints and without, and the default
+candidates' registers against the schedule rule's table (`schedule.REGISTERS`).
 """
 
 import os
