@@ -3,8 +3,9 @@
 Register spills exist only in compiled code, and the interpreter lets through what only the
 compiler rejects. This script runs the host code (`rglru_fwd` / `rglru_bwd`, both schedules)
 on CPU tensors of a training shape with the launches recorded instead of run
-(`launch.recording()`), once per candidate of every kernel, and compiles each recorded launch
-for sm_90 twice:
+(`launch.recording()`), once per candidate of every kernel, with the optional tensors (resets,
+initial state, dL/d final state) given and absent, and compiles each recorded launch for sm_90
+twice:
 
 - `launch`: with the specialisation Triton's launcher attaches, computed by Triton's own binder
   from the real arguments (`tt.divisibility` 16 on 16-byte-aligned pointers and on integers
@@ -16,7 +17,7 @@ spill stores and loads, and the blocks per SM those registers and warps allow. I
 any variant fails to compile or spills, or when a default candidate uses more registers than
 `schedule.REGISTERS` (the schedule rule's table) says.
 
-    python benchmarks/rglru_compile_check.py [--first-candidates] [--fp32] [--markdown F]
+    python benchmarks/rglru_compile_check.py [--quick] [--fp32] [--markdown F]
     python benchmarks/rglru_compile_check.py --triton-dirs DIR [DIR ...]   # one run per Triton
 
 `--triton-dirs` reruns the script once per folder holding a `triton` package (e.g. from
@@ -28,6 +29,8 @@ good once triton is imported with it (tests/ops/test_rglru_triton_compile.py use
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -50,8 +53,10 @@ def blocks_per_sm(registers: int, num_warps: int) -> int:
     return rule(registers, num_warps)
 
 
-def recorded_launches(dtype, first_only: bool):
-    """Every distinct launch (kernel name, schedule, candidate) the host code makes."""
+def recorded_launches(dtype, first_only: bool, optional_absent: bool):
+    """Every distinct launch (kernel name, schedule, optional tensors, candidate) of the host
+    code: both schedules of both passes, per candidate (forced), with the optional tensors
+    (resets, initial state, dL/d final state) present and, if asked, absent."""
     import torch
 
     from griffin_megatron.ops.rglru import launch, triton_op
@@ -60,21 +65,28 @@ def recorded_launches(dtype, first_only: bool):
     g = torch.Generator().manual_seed(0)
     x, gate_x, gate_a, dy = (torch.randn(T, B, D, generator=g).to(dtype) for _ in range(4))
     w = -torch.rand(D, generator=g)
-    reset = torch.zeros(T, B, dtype=torch.bool)
-    h0, dfinal = torch.zeros(B, D), torch.zeros(B, D)
+    present = (torch.zeros(T, B, dtype=torch.bool), torch.zeros(B, D), torch.zeros(B, D))
+    optionals = [present] + ([(None, None, None)] if optional_absent else [])
     fwd, bwd = launch.CANDIDATES["fwd"], launch.CANDIDATES["bwd"]
     count = 1 if first_only else max(len(fwd), len(bwd))
     seen = {}
     for index in range(count):
         forced = dict(fwd=fwd[min(index, len(fwd) - 1)], bwd=bwd[min(index, len(bwd) - 1)])
         with launch.forcing(**forced), launch.recording() as launches:
-            for chunked in (False, True):
-                # The optional tensors present: the variants with the most live registers.
-                _, _, states = triton_op.rglru_fwd(x, gate_x, gate_a, w, reset, h0, chunked)
-                triton_op.rglru_bwd(x, gate_x, gate_a, w, reset, states, dy, dfinal, chunked)
+            for reset, h0, dfinal in optionals:
+                for chunked in (False, True):
+                    _, _, states = triton_op.rglru_fwd(x, gate_x, gate_a, w, reset, h0, chunked)
+                    triton_op.rglru_bwd(x, gate_x, gate_a, w, reset, states, dy, dfinal, chunked)
         for rec in launches:
-            seen.setdefault((rec.name, schedule_of(rec), rec.candidate), rec)
+            seen.setdefault((rec.name, schedule_of(rec), optional_of(rec), rec.candidate), rec)
     return list(seen.values())
+
+
+def optional_of(rec) -> str:
+    """Which optional tensors the launch passes: "all" or "none" (the HAS_* variants)."""
+    names = ("reset_ptr", "h0_ptr", "dfinal_ptr", "init_ptr")
+    given = [rec.args[name] is not None for name in names if name in rec.args]
+    return "all" if all(given) else "none" if not any(given) else "some"
 
 
 def schedule_of(rec) -> str:
@@ -116,25 +128,39 @@ def compile_and_measure(rec, hints: bool) -> dict:
     from triton.compiler import ASTSource
 
     jit, signature, constexprs, attrs, options = launch_specialisation(rec, hints)
-    compiled = triton.compile(ASTSource(jit, signature, constexprs, attrs),
-                              target=GPUTarget("cuda", 90, 32), options=options.__dict__)
+    # Triton's own ptxas run (its flags differ by version, e.g. 3.9's --regAllocOptLevel=2)
+    # prints its -v report with TRITON_DUMP_PTXAS_LOG; TRITON_ALWAYS_COMPILE skips the cache,
+    # which would skip ptxas. Both are set for this process in main().
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        compiled = triton.compile(ASTSource(jit, signature, constexprs, attrs),
+                                  target=GPUTarget("cuda", 90, 32), options=options.__dict__)
+    log = report.getvalue()
     with tempfile.TemporaryDirectory() as tmp:
-        ptx = os.path.join(tmp, "kernel.ptx")
-        with open(ptx, "w") as f:
-            f.write(compiled.asm["ptx"])
-        # Triton's own ptxas call: `-v --gpu-name=sm_90a` (+ -lineinfo, which changes nothing).
-        log = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", ptx, "-o",
-                              os.path.join(tmp, "kernel.cubin")],
-                             check=True, capture_output=True, text=True).stderr
+        cubin = os.path.join(tmp, "triton.cubin")
+        with open(cubin, "wb") as f:
+            f.write(compiled.asm["cubin"])
+        # The cubin Triton built must agree with the report: its registers, per cuobjdump.
+        cuobjdump = os.path.join(os.path.dirname(get_ptxas(90).path), "cuobjdump")
+        resources = subprocess.run([cuobjdump, "--dump-resource-usage", cubin], check=True,
+                                   capture_output=True, text=True).stdout
+    usage = parse_ptxas_log(log)
+    triton_registers = int(re.search(r"REG:(\d+)", resources).group(1))
+    if triton_registers != usage["registers"]:
+        raise RuntimeError(f"ptxas -v reports {usage['registers']} registers but Triton's cubin "
+                           f"has {triton_registers}: the report is not this build's")
+    return dict(usage, blocks=blocks_per_sm(usage["registers"], rec.candidate.num_warps))
 
+
+def parse_ptxas_log(log: str) -> dict:
+    """registers, spill stores / loads and stack frame (bytes) from `ptxas -v`'s info lines."""
     def field(pattern):
         match = re.search(pattern, log)
         return int(match.group(1)) if match else 0
 
-    registers = field(r"Used (\d+) registers")
-    return dict(registers=registers, stores=field(r"(\d+) bytes spill stores"),
-                loads=field(r"(\d+) bytes spill loads"), stack=field(r"(\d+) bytes stack frame"),
-                blocks=blocks_per_sm(registers, rec.candidate.num_warps))
+    return dict(registers=field(r"Used (\d+) registers"),
+                stores=field(r"(\d+) bytes spill stores"), loads=field(r"(\d+) bytes spill loads"),
+                stack=field(r"(\d+) bytes stack frame"))
 
 
 def check(args) -> int:
@@ -148,17 +174,18 @@ def check(args) -> int:
     header = (f"triton {triton.__version__}, sm_90 (ptxas {get_ptxas_version()}), compile only; "
               f"launch = the launcher's divisibility hints, plain = none; shape T, B, D = "
               f"{SHAPE['T']}, {SHAPE['B']}, {SHAPE['D']}")
-    rows = ["| kernel | schedule | candidate | dtype | hints | registers | spill st/ld B "
-            "| blocks/SM |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| kernel | schedule | candidate | dtype | hints | optional | registers "
+            "| spill st/ld B | blocks/SM |", "|---|---|---|---|---|---|---|---|---|"]
     print(header, flush=True)
     failures = 0
     for dtype in dtypes:
         dtype_name = str(dtype).replace("torch.", "")
-        for rec in recorded_launches(dtype, args.first_candidates):
+        for rec in recorded_launches(dtype, args.quick, optional_absent=not args.quick):
             schedule = schedule_of(rec)
-            for hints in (True, False):
+            optional = optional_of(rec)
+            for hints in (True,) if args.quick else (True, False):
                 name = (f"{rec.name} {schedule} {rec.candidate} {dtype_name} "
-                        f"{'launch' if hints else 'plain'}")
+                        f"{'launch' if hints else 'plain'} optional={optional}")
                 try:
                     m = compile_and_measure(rec, hints)
                 except Exception as error:  # report every variant, then fail
@@ -178,7 +205,7 @@ def check(args) -> int:
                       + (f" (schedule.REGISTERS says {limit})" if stale else ""), flush=True)
                 rows.append(f"| {rec.name} | {schedule} | {rec.candidate.block_d} x "
                             f"{rec.candidate.num_warps} | {dtype_name} | "
-                            f"{'launch' if hints else 'plain'} | {m['registers']} | "
+                            f"{'launch' if hints else 'plain'} | {optional} | {m['registers']} | "
                             f"{m['stores']}/{m['loads']} | {m['blocks']} |")
     if args.markdown:
         with open(args.markdown, "a") as f:
@@ -212,8 +239,10 @@ def per_triton(args, argv) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--first-candidates", action="store_true",
-                        help="only the first (default) candidate of each kernel")
+    parser.add_argument("--quick", action="store_true",
+                        help="the default candidates only, as launched with every optional "
+                             "tensor given (what CI checks in seconds); else every candidate, "
+                             "with and without hints, optional tensors given and absent")
     parser.add_argument("--fp32", action="store_true", help="float32 inputs too (default bf16)")
     parser.add_argument("--markdown", metavar="F", help="append the table to this file")
     parser.add_argument("--triton-dirs", nargs="+", metavar="DIR",
@@ -225,6 +254,9 @@ def main(argv=None) -> int:
         print("rglru_compile_check: TRITON_INTERPRET=1 is set, and interpreted kernels cannot be "
               "compiled; unset it and run again.", file=sys.stderr)
         return 2
+    # Read by Triton when it compiles (see compile_and_measure); this process only compiles.
+    os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
+    os.environ["TRITON_ALWAYS_COMPILE"] = "1"
     return check(args)
 
 

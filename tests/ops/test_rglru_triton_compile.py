@@ -28,7 +28,7 @@ def run_check(*flags):
 
 
 def test_default_candidates_compile_for_sm90_without_spills():
-    run_check("--first-candidates")
+    run_check("--quick")
 
 
 @pytest.mark.slow
