@@ -135,7 +135,7 @@ def test_cpu_schedule_and_warm_up_are_cheap_no_ops():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
-def test_cuda_warm_up_tunes_and_steps_then_time_nothing(monkeypatch):
+def test_cuda_warm_up_tunes_and_steps_then_time_nothing(monkeypatch, caplog):
     T, B, D = 2048, 2, 1024  # 4M elements: every candidate is eligible
     warm_up([(T, B, D)], torch.bfloat16, DEVICE)
     assert triton_op._bwd.chosen and (triton_op._fwd.chosen or triton_op._fwd_summary.chosen)
@@ -144,9 +144,14 @@ def test_cuda_warm_up_tunes_and_steps_then_time_nothing(monkeypatch):
         raise AssertionError("a step timed a kernel")
 
     monkeypatch.setattr(launch, "_time_ms", no_timing)
+    # The call training makes (reset flags given): every kernel finds its warmed-up choice.
     x = torch.randn(T, B, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
-    y, _ = triton_op.rglru_triton(x, x.detach(), x.detach(), torch.zeros(D, device=DEVICE))
-    y.float().sum().backward()
+    reset = torch.zeros(T, B, dtype=torch.bool, device=DEVICE)
+    with caplog.at_level("INFO", logger=launch.__name__):
+        y, _ = triton_op.rglru_triton(x, x.detach(), x.detach(), torch.zeros(D, device=DEVICE),
+                                      reset=reset)
+        y.float().sum().backward()
+    assert "no warm-up measured" not in caplog.text
 
 
 @pytest.mark.cuda
