@@ -46,21 +46,22 @@ class Candidate:
 
 # Candidates per group, the default first. A tile holds TILE_T (64) x BLOCK_D fp32 values per
 # live tensor; per thread that is 64 * BLOCK_D / (32 * warps). ptxas picks a register target
-# from the block size and at some targets spills a few bytes rather than give up a block per
-# SM: as launched (with the divisibility hints), the sequential forward spilled 8-12 B at 80
-# registers at (32, 8) with triton 3.6.0 / 3.7.1, and 20-40 B at (64, 8). So the forward keeps
-# at most 8 values per thread per tensor on 8+ warps or 4 on 4 warps: the default (16, 4)
-# needs ~90 registers, 5 blocks of 4 warps per SM, the most resident programs of any candidate
-# that does not spill; (32, 16) and (64, 16) trade programs for wider rows. A cap on registers
-# (`maxnreg`) was tried instead and made ptxas spill the variant without hints. The backward
-# keeps ~16 tile tensors live: 128 registers at (16, 8) and (8, 4), 2 and 4 blocks per SM;
-# (32, 16) spilled 12 B with triton 3.9.0, (16, 16) does not (80 registers, 1 block).
-# benchmarks/rglru_compile_check.py compiles every candidate as launched, and without hints, on
-# triton 3.6.0, 3.7.1 and 3.9.0 and fails on a spill; benchmarks/RESULTS.md has the table.
+# from the block size (65536 / threads per SM it wants resident) and, right at that target,
+# spills a few bytes rather than give up a block per SM. As launched (with the divisibility
+# hints), with the optional tensors given or absent, in bf16 and fp32, these spilled on at least
+# one of triton 3.6.0 / 3.7.1 / 3.9.0: forward (32, 8) 8-12 B at 80 registers, (64, 8) 20-40 B,
+# (64, 16) and (16, 8) 4-8 B at 64; backward (32, 8) none but 180 registers (1 block per SM),
+# (16, 8) 4 B at 128 with no optional tensors, (32, 16) 12 B. A register cap (`maxnreg`) was
+# tried instead and made ptxas spill the variant without hints. What is left:
+# - forward (16, 4): ~90 registers, 5 blocks of 4 warps per SM, the most resident programs;
+#   (32, 16): 64-83 registers, rows twice as wide, half the programs.
+# - backward (8, 4): 128-133 registers, 4 blocks of 4 warps per SM; (16, 16): ~114, 1 block.
+# benchmarks/rglru_compile_check.py compiles every candidate as launched and without hints, on
+# triton 3.6.0, 3.7.1 and 3.9.0, and fails on a spill; benchmarks/RESULTS.md has the table.
 # "fwd" serves the forward kernel and both summary kernels, "bwd" the backward kernel.
 CANDIDATES: Dict[str, Tuple[Candidate, ...]] = {
-    "fwd": (Candidate(16, 4), Candidate(32, 16), Candidate(64, 16)),
-    "bwd": (Candidate(16, 8), Candidate(8, 4), Candidate(16, 16)),
+    "fwd": (Candidate(16, 4), Candidate(32, 16)),
+    "bwd": (Candidate(8, 4), Candidate(16, 16)),
 }
 # Below this many elements a call takes microseconds: the first candidate is good enough, and
 # tuning would only compile the others.
