@@ -13,9 +13,11 @@ from griffin_megatron.ops.rglru import launch, schedule, triton_op, warm_up
 from rglru_cases import Case
 from test_rglru_triton import DEVICE, check_against_oracle
 
-PAIRS = [  # the i-th forward candidate with the i-th backward one: every candidate runs
+FWD, BWD = launch.CANDIDATES["fwd"], launch.CANDIDATES["bwd"]
+PAIRS = [  # the i-th candidate of each group (the last where a group has fewer): all run
     pytest.param(fwd, bwd, id=f"fwd{fwd.block_d}x{fwd.num_warps}-bwd{bwd.block_d}x{bwd.num_warps}")
-    for fwd, bwd in zip(launch.CANDIDATES["fwd"], launch.CANDIDATES["bwd"])
+    for fwd, bwd in ((FWD[min(i, len(FWD) - 1)], BWD[min(i, len(BWD) - 1)])
+                     for i in range(max(len(FWD), len(BWD))))
 ]
 SCHEDULES = [pytest.param(False, id="sequential"), pytest.param(True, id="chunked")]
 
@@ -25,8 +27,8 @@ def nan_filled_outputs(monkeypatch):
     monkeypatch.setattr(triton_op, "DEBUG_FILL_NAN", True)
 
 
-def test_candidate_groups_are_paired_one_to_one():
-    assert len(launch.CANDIDATES["fwd"]) == len(launch.CANDIDATES["bwd"])
+def test_pairs_cover_every_candidate():
+    assert {p.values[0] for p in PAIRS} == set(FWD) and {p.values[1] for p in PAIRS} == set(BWD)
 
 
 @pytest.mark.parametrize("chunked", SCHEDULES)
@@ -64,11 +66,11 @@ LARGE = dict(T=4096, B=2, D=2048, T_BUCKET=4096)  # above AUTOTUNE_MIN_ELEMENTS
 def test_large_untuned_call_launches_the_first_candidate_once(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # compiled mode's eligibility, nothing compiled
     kernel = FakeKernel()
-    launcher = launch.KernelLauncher("fake", kernel, "fwd", ("D", "B", "T_BUCKET"))
+    launcher = launch.KernelLauncher("fake", kernel, "bwd", ("D", "B", "T_BUCKET"))
     x = torch.empty(1)
-    assert len(launcher.eligible(LARGE)) == len(launch.CANDIDATES["fwd"])
+    assert len(launcher.eligible(LARGE)) == len(BWD) > 1
     launcher(lambda block_d: (2048 // block_d, 1, 2), x_ptr=x, **LARGE)
-    first = launch.CANDIDATES["fwd"][0]
+    first = BWD[0]
     assert kernel.launches == [((2048 // first.block_d, 1, 2), first.block_d, first.num_warps)]
 
 
@@ -117,14 +119,13 @@ def chunked(pass_name, T, B, D, itemsize=2, sms=132):
 
 
 def test_schedule_rule_follows_occupancy():
-    # 400M micro-batch: B * D / 16 = 256 sequential programs keep too few bytes in flight.
-    assert chunked("forward", 2048, 2, 2048)
-    # 14B: 1024 sequential programs fill every slot; the chunked pass's extra reads lose.
-    assert not chunked("forward", 2048, 2, 8192)
-    # The sequential backward fits 2 blocks per SM: chunked wins at both sizes.
+    # The sequential forward fits one 16-warp block per SM (12 KiB of loads in flight), the
+    # chunked tile kernel three: chunked wins for the 400M and the 14B micro-batch.
+    assert chunked("forward", 2048, 2, 2048) and chunked("forward", 2048, 2, 8192)
+    # The sequential backward fits 3 blocks per SM, the chunked one 6: chunked at both sizes.
     assert chunked("backward", 2048, 2, 2048) and chunked("backward", 2048, 2, 8192)
-    # One tile of time: chunking adds reads and no parallelism.
-    assert not chunked("forward", 64, 2, 2048) and not chunked("backward", 64, 2, 2048)
+    # One tile of time: chunking the forward adds reads and no parallelism.
+    assert not chunked("forward", 64, 2, 2048)
 
 
 def test_cpu_schedule_and_warm_up_are_cheap_no_ops():

@@ -48,19 +48,18 @@ class Candidate:
 # live tensor; per thread that is 64 * BLOCK_D / (32 * warps). ptxas picks a register target
 # from the block size (65536 / threads per SM it wants resident) and, right at that target,
 # spills a few bytes rather than give up a block per SM. As launched (with the divisibility
-# hints), with the optional tensors given or absent, in bf16 and fp32, these spilled on at least
-# one of triton 3.6.0 / 3.7.1 / 3.9.0: forward (32, 8) 8-12 B at 80 registers, (64, 8) 20-40 B,
-# (64, 16) and (16, 8) 4-8 B at 64; backward (32, 8) none but 180 registers (1 block per SM),
-# (16, 8) 4 B at 128 with no optional tensors, (32, 16) 12 B. A register cap (`maxnreg`) was
-# tried instead and made ptxas spill the variant without hints. What is left:
-# - forward (16, 4): ~90 registers, 5 blocks of 4 warps per SM, the most resident programs;
-#   (32, 16): 64-83 registers, rows twice as wide, half the programs.
-# - backward (8, 4): 128-133 registers, 4 blocks of 4 warps per SM; (16, 16): ~114, 1 block.
+# hints) or without hints, with the optional tensors given or absent, in bf16 or fp32, these
+# spilled on at least one of triton 3.6.0 / 3.7.1 / 3.9.0: forward (32, 8) 8-12 B at 80
+# registers, (64, 8) 20-40 B at 128, (16, 4) 8 B at 80 (fp32, 3.7.1), (16, 8) and (16, 16)
+# 8 B at 64; backward (16, 8) 4 B at 128, (32, 16) 20 B at 128. A register cap (`maxnreg`) made
+# ptxas spill the variant without hints instead. What is left:
+# - forward (32, 16): 40-83 registers, 1 block of 16 warps per SM sequentially, 3 chunked;
+# - backward (8, 4): 128-133 registers, 3-4 blocks of 4 warps per SM; (16, 16): ~114, 1 block.
 # benchmarks/rglru_compile_check.py compiles every candidate as launched and without hints, on
 # triton 3.6.0, 3.7.1 and 3.9.0, and fails on a spill; benchmarks/RESULTS.md has the table.
 # "fwd" serves the forward kernel and both summary kernels, "bwd" the backward kernel.
 CANDIDATES: Dict[str, Tuple[Candidate, ...]] = {
-    "fwd": (Candidate(16, 4), Candidate(32, 16)),
+    "fwd": (Candidate(32, 16),),
     "bwd": (Candidate(8, 4), Candidate(16, 16)),
 }
 # Below this many elements a call takes microseconds: the first candidate is good enough, and

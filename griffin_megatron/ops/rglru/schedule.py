@@ -16,10 +16,13 @@ waves. A schedule's cost is the sum over its kernels of bytes moved / that strea
   fill every slot; the price is reading the inputs twice: forward 3 + 4, backward 2 + 7. The
   carry scan between them moves 3 / TILE_T of that in fp32 and is left out.
 
-With the default candidates on 132 SMs (bf16, T = 2048): the forward of a 400M micro-batch
-(D = 2048, B = 2: 256 sequential programs) goes chunked, a 14B one (D = 8192, B = 2) stays
-sequential; the backward, at 2 blocks per SM sequentially, goes chunked for both. Not yet timed
-on a GPU: `benchmarks/rglru.py --compare-schedules` measures both schedules.
+With the default candidates on 132 SMs (bf16, T = 2048), both passes go chunked for the 400M
+(D = 2048) and 14B (D = 8192) micro-batches: the sequential forward fits one 16-warp block per
+SM (74 registers), 12 KiB of loads in flight against the ~32 KiB HBM wants, and the sequential
+backward three 4-warp blocks (133 registers), 24 KiB. Shared memory (at most 4 KiB per block,
+read from the compiled kernels) never limits the blocks. A single tile of time (T <= 64) keeps
+the forward sequential. Not yet timed on a GPU: `benchmarks/rglru.py --compare-schedules`
+measures both schedules.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ logger = logging.getLogger(__name__)
 # launcher's divisibility hints), the largest over triton 3.6.0, 3.7.1 and 3.9.0, bf16 and fp32.
 # benchmarks/rglru_compile_check.py fails when a default candidate needs more.
 REGISTERS = {
-    ("fwd", "sequential"): 96,
-    ("fwd", "chunked"): 48,
-    ("fwd_summary", "chunked"): 48,
-    ("bwd", "sequential"): 128,
+    ("fwd", "sequential"): 74,
+    ("fwd", "chunked"): 40,
+    ("fwd_summary", "chunked"): 47,
+    ("bwd", "sequential"): 133,
     ("bwd", "chunked"): 80,
     ("bwd_summary", "chunked"): 40,
 }
