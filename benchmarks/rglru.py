@@ -140,8 +140,8 @@ def main(argv=None) -> int:
         for variant, chunked in variants:
             if device.type == "cuda":
                 op = functools.partial(triton_op.rglru_triton, chunked=chunked)
-                chosen = schedule.choose_schedule(T, B, D, itemsize, device) if chunked is None else \
-                    schedule.Schedule(chunked, chunked)
+                chosen = (schedule.choose_schedule(T, B, D, itemsize, device)
+                          if chunked is None else schedule.Schedule(chunked, chunked))
             else:
                 op, chosen = rglru, None
             forward, backward = passes(op, inputs)

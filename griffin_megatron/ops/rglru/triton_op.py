@@ -9,7 +9,6 @@ fp32 state per TILE_T time steps; gates and states inside a tile are recomputed.
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Optional, Tuple
 
 import torch
@@ -21,8 +20,6 @@ from .launch import Candidate, KernelLauncher, interpreting
 from .reference import RGLRU_C
 from .schedule import Schedule, choose_schedule
 from .triton_kernels import TILE_T
-
-logger = logging.getLogger(__name__)
 
 # When set (tests do), every buffer the kernels should fully write starts as NaN, so an element
 # a kernel forgets to write shows up in the outputs instead of passing with stale memory.
@@ -108,7 +105,8 @@ def rglru_fwd(x, gate_x, gate_a, w, reset, initial_state, chunked: bool):
     if chunked:
         map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
         _fwd_summary(
-            _grid(D, num_tiles, B), **inputs, map_a_ptr=map_a, map_b_ptr=map_b, **sizes, TILE=TILE_T,
+            _grid(D, num_tiles, B), **inputs, map_a_ptr=map_a, map_b_ptr=map_b, **sizes,
+            TILE=TILE_T,
         )
         states, final = _chain_maps(map_a, map_b, h0, reverse=False)
     else:
@@ -149,7 +147,8 @@ def rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y, grad_final, chunked: 
     if chunked:
         map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
         _bwd_summary(
-            _grid(D, num_tiles, B), ga_ptr=gate_a, stride_gat=gate_a.stride(0), stride_gab=gate_a.stride(1),
+            _grid(D, num_tiles, B),
+            ga_ptr=gate_a, stride_gat=gate_a.stride(0), stride_gab=gate_a.stride(1),
             w_ptr=w, **_reset_args(reset), **dy, map_a_ptr=map_a, map_b_ptr=map_b,
             **sizes, TILE=TILE_T,
         )
@@ -160,7 +159,8 @@ def rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y, grad_final, chunked: 
     programs_over_time = num_tiles if chunked else 1
     dw_partial = _new((programs_over_time, B, D), torch.float32, x.device)
     _bwd(
-        _grid(D, programs_over_time, B), **inputs, **dy, dfinal_ptr=dfinal, states_ptr=states, k_in_ptr=k_in,
+        _grid(D, programs_over_time, B), **inputs, **dy,
+        dfinal_ptr=dfinal, states_ptr=states, k_in_ptr=k_in,
         dx_ptr=dx, dgx_ptr=dgx, dga_ptr=dga, dw_partial_ptr=dw_partial, dh0_ptr=dh0,
         stride_dxt=dx.stride(0), stride_dxb=dx.stride(1),
         stride_dgxt=dgx.stride(0), stride_dgxb=dgx.stride(1),
