@@ -139,7 +139,10 @@ def test_cpu_schedule_and_warm_up_are_cheap_no_ops():
 def test_cuda_warm_up_tunes_and_steps_then_time_nothing(monkeypatch, caplog):
     T, B, D = 2048, 2, 1024  # 4M elements: every candidate is eligible
     warm_up([(T, B, D)], torch.bfloat16, DEVICE)
-    assert triton_op._bwd.chosen and (triton_op._fwd.chosen or triton_op._fwd_summary.chosen)
+    # Groups with several candidates were timed for this key: today the backward's.
+    for launcher in (triton_op._fwd, triton_op._fwd_summary, triton_op._bwd):
+        if len(launch.CANDIDATES[launcher.group]) > 1:
+            assert launcher.chosen, launcher.name
 
     def no_timing(*args, **kwargs):
         raise AssertionError("a step timed a kernel")

@@ -36,7 +36,6 @@ _bwd = KernelLauncher("bwd", kernels.rglru_bwd_kernel, "bwd", _TILE_KEY + ("SEQU
 # interpreter makes short test sequences cross several row blocks.
 _carry_scan = KernelLauncher("carry_scan", kernels.carry_scan_kernel, None, (),
                              fixed=Candidate(32, 4))
-LAUNCHERS = (_fwd_summary, _fwd, _bwd_summary, _bwd, _carry_scan)
 
 
 def _new(shape, dtype, device) -> torch.Tensor:
