@@ -161,7 +161,7 @@ def main(argv=None) -> int:
                         ("*" if variant == "auto" else "")
                 fraction = f"{100 * gbps / (peak * 1e3):.1f}" if peak else "n/a"
                 row = (f"| {label} | {T} | {B} | {D} | {sched} | {pass_name} | {ms:.3f} | "
-                       f"{gbps:.2f} | {fraction} |")
+                       f"{gbps:.3g} | {fraction} |")
                 rows.append(row)
                 print(row, flush=True)
         del inputs
