@@ -12,8 +12,8 @@ twice:
   divisible by 16, integers equal to 1 and None as constants): what a GPU compiles;
 - `plain`: the same without the divisibility hints (unaligned views, odd widths).
 
-For each it reads `ptxas -v` (the ptxas Triton bundles, Triton's flags): registers per thread,
-spill stores and loads, and the blocks per SM those registers and warps allow. It exits 1 when
+For each it reads Triton's own `ptxas -v` report (the ptxas it bundles, its flags): registers
+per thread, spill stores and loads, and the blocks per SM those registers and warps allow. It exits 1 when
 any variant fails to compile or spills, or when a default candidate uses more registers than
 `schedule.REGISTERS` (the schedule rule's table) says.
 
@@ -45,7 +45,6 @@ sys.path.insert(0, str(ROOT))
 # A 400M-sized micro-batch: the widths of every preset are multiples of 16, as here, so the
 # divisibility hints match a training launch; T and B are not specialised on.
 SHAPE = dict(T=256, B=2, D=2048)
-SM_COUNT_H100 = 132
 
 
 def blocks_per_sm(registers: int, num_warps: int) -> int:
@@ -100,7 +99,8 @@ def schedule_of(rec) -> str:
 
 
 def launch_specialisation(rec, hints: bool):
-    """(signature, constexprs, attrs, options) as Triton's launcher derives them for `rec`."""
+    """(jit function, signature, constexprs, attrs, options) as Triton's launcher derives them
+    for `rec`; attrs (the divisibility hints) left empty when `hints` is False."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import make_backend
     from triton.runtime.jit import JITFunction, create_function_from_signature
@@ -210,9 +210,11 @@ def check(args) -> int:
     if args.markdown:
         with open(args.markdown, "a") as f:
             f.write(f"\n{header}\n\n" + "\n".join(rows) + "\n")
-    print(f"{'FAILED' if failures else 'passed'}: {failures} variant(s) spill, fail or exceed "
-          "the schedule's register table" if failures else "passed: no variant spills",
-          flush=True)
+    if failures:
+        print(f"FAILED: {failures} variant(s) spill, fail to compile or exceed the schedule's "
+              "register table", flush=True)
+    else:
+        print("passed: no variant spills", flush=True)
     return 1 if failures else 0
 
 
@@ -226,6 +228,11 @@ def get_ptxas_version() -> str:
 def per_triton(args, argv) -> int:
     """Rerun this script once per Triton folder; exit 1 when any run failed."""
     rest = [a for a in argv if a not in args.triton_dirs and a != "--triton-dirs"]
+    missing = [d for d in args.triton_dirs if not (Path(d) / "triton" / "__init__.py").is_file()]
+    if missing:
+        print(f"rglru_compile_check: {missing[0]} holds no triton package; install one there "
+              "with `pip install --no-deps --target DIR triton==VERSION`.", file=sys.stderr)
+        return 2
     status = 0
     for folder in args.triton_dirs:
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
