@@ -19,10 +19,10 @@ waves. A schedule's cost is the sum over its kernels of bytes moved / that strea
 With the default candidates on 132 SMs (bf16, T = 2048), both passes go chunked for the 400M
 (D = 2048) and 14B (D = 8192) micro-batches: the sequential forward fits one 16-warp block per
 SM (74 registers), 12 KiB of loads in flight against the ~32 KiB HBM wants, and the sequential
-backward three 4-warp blocks (133 registers), 24 KiB. Shared memory (at most 4 KiB per block,
-read from the compiled kernels) never limits the blocks. A single tile of time (T <= 64) keeps
-the forward sequential. Not yet timed on a GPU: `benchmarks/rglru.py --compare-schedules`
-measures both schedules.
+backward three 4-warp blocks of 8 channels (133 registers), 12 KiB. Shared memory (at most
+4 KiB per block, read from the compiled kernels) never limits the blocks. A single tile of time
+(T <= 64) keeps the forward sequential. Not yet timed on a GPU: `benchmarks/rglru.py
+--compare-schedules` measures both schedules.
 """
 
 from __future__ import annotations
