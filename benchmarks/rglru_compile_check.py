@@ -13,9 +13,9 @@ twice:
 - `plain`: the same without the divisibility hints (unaligned views, odd widths).
 
 For each it reads Triton's own `ptxas -v` report (the ptxas it bundles, its flags): registers
-per thread, spill stores and loads, and the blocks per SM those registers and warps allow. It exits 1 when
-any variant fails to compile or spills, or when a default candidate uses more registers than
-`schedule.REGISTERS` (the schedule rule's table) says.
+per thread, spill stores and loads, and the blocks per SM those registers and warps allow. It
+exits 1 when any variant fails to compile or spills, or when a default candidate uses more
+registers than `schedule.REGISTERS` (the schedule rule's table) says.
 
     python benchmarks/rglru_compile_check.py [--quick] [--fp32] [--markdown F]
     python benchmarks/rglru_compile_check.py --triton-dirs DIR [DIR ...]   # one run per Triton
