@@ -144,7 +144,7 @@ def stream_generate(
 
     # Compile and tune the RG-LRU kernels for the prefill chunks before the first forward: no
     # step times kernels (a no-op on a CPU; one-token decode steps do not use the kernels).
-    warm_up_kernels(model, batch, chunk)
+    warm_up_kernels(model, batch, chunk, backward=False)
     was_training = model.training
     model.eval()
     try:

@@ -103,9 +103,10 @@ class RGLRU(MegatronModule):
 
 
 def warm_up_kernels(model: Union[torch.nn.Module, Iterable[torch.nn.Module]], micro_batch: int,
-                    seq_len: int) -> None:
+                    seq_len: int, backward: bool = True) -> None:
     """Compile and tune the RG-LRU kernels of every RGLRU layer in `model` (a module or a list
-    of model chunks) for a training or prefill call of [seq_len, micro_batch] tokens.
+    of model chunks) for a training (backward=True) or prefill call of [seq_len, micro_batch]
+    tokens.
 
     Call before the first step and before any CUDA-graph capture (kernels are never timed
     inside a step). Layers on a CPU, or whose backend is not Triton, need nothing: a cheap no-op.
@@ -126,4 +127,4 @@ def warm_up_kernels(model: Union[torch.nn.Module, Iterable[torch.nn.Module]], mi
             shapes.add((T, micro_batch, layer.recurrent_param.shape[0],
                         layer.input_gate_weight.dtype, device))
     for T, B, D, dtype, device in sorted(shapes, key=str):
-        warm_up([(T, B, D)], dtype, device)
+        warm_up([(T, B, D)], dtype, device, backward=backward)

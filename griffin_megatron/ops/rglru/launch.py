@@ -175,9 +175,10 @@ class KernelLauncher:
         return candidates
 
     def _key(self, args: dict) -> tuple:
-        dtypes = tuple(str(v.dtype) for v in args.values() if isinstance(v, torch.Tensor))
-        device = next(v.device for v in args.values() if isinstance(v, torch.Tensor))
-        return (str(device),) + tuple(args[k] for k in self.key) + dtypes
+        # The first tensor is an input ([T, B, D], the model's dtype). Optional tensors (resets,
+        # states) do not enter the key: a prefill with a cached state reuses training's choice.
+        first = next(v for v in args.values() if isinstance(v, torch.Tensor))
+        return (str(first.device), str(first.dtype)) + tuple(args[k] for k in self.key)
 
     def _choose(self, grid, args: dict) -> Candidate:
         candidates = self.eligible(args)

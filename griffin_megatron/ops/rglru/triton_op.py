@@ -26,7 +26,7 @@ from .triton_kernels import TILE_T
 DEBUG_FILL_NAN = False
 
 # Keys: shapes that stay fixed through a training run (T bucketed to a power of two); the
-# launcher adds the device and the tensor dtypes.
+# launcher adds the device and the inputs' dtype.
 _TILE_KEY = ("D", "B", "T_BUCKET")
 _fwd_summary = KernelLauncher("fwd_summary", kernels.rglru_fwd_summary_kernel, "fwd", _TILE_KEY)
 _fwd = KernelLauncher("fwd", kernels.rglru_fwd_kernel, "fwd", _TILE_KEY + ("SEQUENTIAL",))

@@ -14,10 +14,11 @@ from typing import Iterable, Tuple
 
 import torch
 
-from .launch import interpreting
+from .launch import interpreting, refuse_during_capture, tuning
 
 
-def warm_up(shapes: Iterable[Tuple[int, int, int]], dtype: torch.dtype, device) -> None:
+def warm_up(shapes: Iterable[Tuple[int, int, int]], dtype: torch.dtype, device,
+            backward: bool = True) -> None:
     """Compile and tune the kernels for each (T, B, D) the model will call them with.
 
     Args:
@@ -25,16 +26,16 @@ def warm_up(shapes: Iterable[Tuple[int, int, int]], dtype: torch.dtype, device) 
             (channels per tensor-parallel rank, sequence per context-parallel rank).
         dtype: the inputs' dtype (bfloat16 under --bf16).
         device: the CUDA device the model runs on; a CPU device returns at once.
+        backward: also the backward kernels (training); generation needs the forward only.
     """
     device = torch.device(device)
     if device.type != "cuda" or interpreting():
         return
-    from .launch import refuse_during_capture, tuning
-    from .triton_op import rglru_triton
+    from .triton_op import rglru_triton  # imports Triton: only where kernels are compiled
 
     refuse_during_capture()
     generator = torch.Generator(device=device).manual_seed(0)
-    with tuning(), torch.cuda.device(device), torch.enable_grad():
+    with tuning(), torch.cuda.device(device), torch.set_grad_enabled(backward):
         for T, B, D in shapes:
             x, gate_x, gate_a = (
                 torch.randn(T, B, D, generator=generator, device=device, dtype=dtype)
@@ -44,5 +45,6 @@ def warm_up(shapes: Iterable[Tuple[int, int, int]], dtype: torch.dtype, device) 
             reset = torch.zeros(T, B, dtype=torch.bool, device=device)
             reset[0] = True
             y, _ = rglru_triton(x, gate_x, gate_a, a_param, reset=reset)
-            torch.autograd.grad(y, (x, gate_x, gate_a, a_param), torch.randn_like(y))
+            if backward:
+                torch.autograd.grad(y, (x, gate_x, gate_a, a_param), torch.randn_like(y))
         torch.cuda.synchronize(device)
