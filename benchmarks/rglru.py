@@ -1,25 +1,30 @@
-"""RG-LRU op benchmark.
+"""RG-LRU op throughput: forward and backward in GB/s and as a fraction of the HBM floor.
 
-On a GPU: the fused Triton kernels, forward and forward+backward, over a (T, B, D) grid. Each
-row gives the time, G elements/s (N = T*B*D), the bytes the kernels actually move (counted
-kernel by kernel in `moved_bytes`), the bandwidth that makes, and that bandwidth as a fraction
-of the H200's 4.8 TB/s peak and of a device copy measured in the same run. `%floor` compares
-with the ideal fused kernel (forward reads x, gate_x, gate_a and writes y; backward reads those
-and dy and writes three gradients) running at the measured copy bandwidth.
+Two shapes of a training micro-batch (T = 2048): the paper's 400M (lru width 2048, B = 4) and
+14B (lru width 8192, B = 2, one tensor-parallel rank holding every channel). Bytes are those of
+the ideal fused kernel as design.md section 7 counts them: forward 4 tensors of T*B*D (x and two
+gate pre-activations in, y out), backward 8 (x, both gates and dy in, three gradients out is 7;
+the fp32 tile checkpoints and dw partial sums are rounded up to one more), so 8 B and 16 B per
+element in bf16. `%HBM` divides that bandwidth by the
+device's peak, read from its name (H100 3.35 TB/s, H200 4.8 TB/s).
 
-On a CPU: the PyTorch path (backend="torch") against the step-by-step reference loop.
+    python benchmarks/rglru.py --device cuda --markdown F        # real sizes, under a minute
+    python benchmarks/rglru.py --device cpu --tiny --markdown F  # tiny sizes, seconds (dry run)
 
-    python benchmarks/rglru.py [--quick] [--compare-schedules] [--dry-run]
+On CUDA the op runs the Triton kernels after `warm_up` (so no row times compilation or
+tuning), timed with CUDA events; `--compare-schedules` adds rows with each schedule forced. On
+a CPU it runs the PyTorch scan (`backend="auto"`), wall clock. The table goes to stdout and,
+with `--markdown F`, is appended to F. Every candidate's correctness on CUDA is checked by
+`pytest -m cuda tests/ops/test_rglru_launch.py`, not here.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
-import platform
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import torch
@@ -27,189 +32,147 @@ import torch
 # Run from a checkout without installing it: this repository's package comes first.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from griffin_megatron.ops.rglru import RGLRU_C, rglru  # noqa: E402
+from griffin_megatron.ops.rglru import rglru, warm_up  # noqa: E402
 
-H200_PEAK_TBPS = 4.8
+# (name, T, B, D)
+SHAPES = (("400M", 2048, 4, 2048), ("14B", 2048, 2, 8192))
+TINY_SHAPES = (("400M-tiny", 128, 2, 64), ("14B-tiny", 128, 1, 256))
+# Tensors of N elements moved by the ideal fused kernels (design.md section 7).
+FLOOR_TENSORS = {"fwd": 4, "bwd": 8}
+PEAK_TBPS = {"H200": 4.8, "H100": 3.35}
 RESETS_PER_TOKEN = 1 / 2048  # packed documents of ~2K tokens
 
 
-def moved_bytes(T, B, D, itemsize, chunked: bool, backward: bool, tile_t: int) -> int:
-    """DRAM bytes the Triton kernels read and write for a forward (+ backward), as launched by
-    triton_op.py.
-
-    Inputs of N elements are `itemsize` bytes; reset is 1 byte per (t, b); the per-tile buffers
-    (tile maps, checkpoints, carries, partial sums) are fp32 [tiles, B, D]; w is fp32 [D].
-    """
-    n = T * B * D * itemsize
-    reset = T * B
-    tiles = -(-T // tile_t) * B * D * 4
-    state = B * D * 4
-    w = D * 4
-    if chunked:
-        summary = 3 * n + reset + w + 2 * tiles  # x, gate_x, gate_a in; tile maps out
-        chain = 2 * tiles + tiles + state  # tile maps in; checkpoints, final state out
-        apply = 3 * n + reset + w + tiles + n  # inputs and checkpoints in; y out
-        forward = summary + chain + apply
-    else:
-        forward = 3 * n + reset + w + n + tiles + state
-    if not backward:
-        return forward
-    if chunked:
-        summary = 2 * n + reset + w + 2 * tiles  # gate_a, dy in; tile maps out
-        chain = 2 * tiles + tiles + state  # tile maps in; carries, dL/dh0 out
-        # x, gate_x, gate_a, dy, checkpoints, carries in; 3 gradients, dw partials out
-        apply = 4 * n + reset + w + 2 * tiles + 3 * n + tiles
-        reduce_dw = tiles
-        return forward + summary + chain + apply + reduce_dw
-    # x, gate_x, gate_a, dy, checkpoints in; 3 gradients, dw partials, dL/dh0 out; dw sum
-    return forward + 4 * n + reset + w + tiles + 3 * n + 2 * state + state
+def peak_tbps(device: torch.device):
+    """The HBM peak by device name, or None (CPU, other GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tbps for key, tbps in PEAK_TBPS.items() if key in name), None)
 
 
-def floor_bytes(T, B, D, itemsize, backward: bool) -> int:
-    """The ideal fused kernels: forward 3 reads + 1 write, backward 4 reads + 3 writes."""
-    n = T * B * D * itemsize
-    return 11 * n if backward else 4 * n
-
-
-def make_inputs(T, B, D, dtype, device, requires_grad):
-    g = torch.Generator(device=device).manual_seed(0)  # drawn on the device: GBs at T = 32768
-    x, gate_x, gate_a = (
-        torch.randn(T, B, D, generator=g, dtype=dtype, device=device).requires_grad_(requires_grad)
-        for _ in range(3)
-    )
-    a_param = torch.randn(D, generator=g, device=device).requires_grad_(requires_grad)
+def make_inputs(T, B, D, dtype, device):
+    g = torch.Generator(device=device).manual_seed(0)  # drawn on the device
+    x, gate_x, gate_a = (torch.randn(T, B, D, generator=g, dtype=dtype, device=device)
+                         .requires_grad_() for _ in range(3))
+    a_param = torch.randn(D, generator=g, device=device).requires_grad_()
     reset = torch.rand(T, B, generator=g, device=device) < RESETS_PER_TOKEN
     return x, gate_x, gate_a, a_param, reset
 
 
-def step_fn(op, inputs, backward: bool):
-    """Forward only (no graph), or forward + backward with the gradients returned, not stored."""
+def timer(device: torch.device, repeats: int):
+    """ms per call of fn: the best of `repeats` on a CPU (shared cores), the mean on CUDA."""
+    def measure(fn):
+        fn()  # warm (allocator, first-call costs)
+        if device.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            for _ in range(repeats):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / repeats
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1e3
+    return measure
+
+
+def passes(op, inputs):
+    """(forward, backward) callables; backward reuses one forward's graph."""
     x, gate_x, gate_a, a_param, reset = inputs
-    if not backward:
-        def forward():
-            with torch.no_grad():
-                return op(x, gate_x, gate_a, a_param, reset=reset)
-        return forward
-    dy = torch.randn_like(x)
+    leaves = (x, gate_x, gate_a, a_param)
 
-    def forward_backward():
-        y, _ = op(x, gate_x, gate_a, a_param, reset=reset)
-        return torch.autograd.grad(y, (x, gate_x, gate_a, a_param), dy)
-    return forward_backward
+    def forward():
+        with torch.no_grad():
+            return op(x, gate_x, gate_a, a_param, reset=reset)
 
+    y, _ = op(x, gate_x, gate_a, a_param, reset=reset)
+    dy = torch.randn_like(y)
 
-def wall_clock_ms(fn, reps: int = 1, warmup: bool = True) -> float:
-    """Best of `reps` timed calls: the CPU is shared, and the minimum is the least disturbed."""
-    if warmup:
-        fn()  # compilation, allocator warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
+    def backward():
+        return torch.autograd.grad(y, leaves, dy, retain_graph=True)
+    return forward, backward
 
 
-def triton_main(args) -> None:
-    """The kernel table; with --dry-run it runs on the CPU in the Triton interpreter."""
-    import triton
-
-    from griffin_megatron.ops.rglru import triton_op
-    from griffin_megatron.ops.rglru.triton_kernels import TILE_T
-
-    if args.dry_run:
-        device, bench = torch.device("cpu"), wall_clock_ms
-        device_name = "CPU, Triton interpreter (dry run: times are meaningless)"
-        grid = ((70,), (1,), (37,))
-    else:
-        from triton.testing import do_bench
-
-        device, device_name = torch.device("cuda"), torch.cuda.get_device_name()
-        grid = ((2048, 8192), (1, 8), (2560, 704)) if args.quick else \
-            ((2048, 8192, 32768), (1, 2, 8), (2560, 704))
-
-        def bench(fn):
-            return do_bench(fn, warmup=10, rep=50)
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run in seconds)")
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--compare-schedules", action="store_true",
+                        help="CUDA: also time each schedule forced (sequential, chunked)")
+    parser.add_argument("--markdown", metavar="F", help="append the table to this file")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("rglru.py: --device cuda needs a visible NVIDIA GPU; use --device cpu --tiny for a "
+              "dry run on a CPU.", file=sys.stderr)
+        return 2
     dtype = getattr(torch, args.dtype)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    src = torch.empty(2**28 if device.type == "cuda" else 2**22, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    copy_tbps = 2 * src.nbytes / (bench(lambda: dst.copy_(src)) * 1e-3) / 1e12
-    del src, dst
-    print(f"{device_name}  torch {torch.__version__}  triton {triton.__version__}  {args.dtype}")
-    print(f"device copy: {copy_tbps:.2f} TB/s measured; peak {H200_PEAK_TBPS} TB/s (H200)")
-    print(f"{'T':>6} {'B':>2} {'D':>5} {'pass':>7} {'schedule':>11} {'ms':>8} {'Gelem/s':>8} "
-          f"{'GB':>6} {'TB/s':>5} {'%peak':>5} {'%copy':>5} {'%floor':>6}", flush=True)
-    for T in grid[0]:
-        for B in grid[1]:
-            for D in grid[2]:
-                auto = triton_op.choose_chunked(B, D, device)
-                schedules = (False, True) if args.compare_schedules else (auto,)
-                for backward in (False, True):
-                    inputs = make_inputs(T, B, D, dtype, device, requires_grad=backward)
-                    for chunked in schedules:
-                        op = functools.partial(triton_op.rglru_triton, chunked=chunked)
-                        ms = bench(step_fn(op, inputs, backward))
-                        moved = moved_bytes(T, B, D, itemsize, chunked, backward, TILE_T)
-                        tbps = moved / (ms * 1e-3) / 1e12
-                        floor_ms = floor_bytes(T, B, D, itemsize, backward) / copy_tbps / 1e9
-                        name = ("chunked" if chunked else "sequential") + "*" * (chunked == auto)
-                        print(f"{T:>6} {B:>2} {D:>5} {'fwd+bwd' if backward else 'fwd':>7} "
-                              f"{name:>11} {ms:>8.3f} {T * B * D / ms / 1e6:>8.1f} "
-                              f"{moved / 1e9:>6.2f} {tbps:>5.2f} "
-                              f"{100 * tbps / H200_PEAK_TBPS:>5.1f} "
-                              f"{100 * tbps / copy_tbps:>5.1f} {100 * floor_ms / ms:>6.1f}",
-                              flush=True)
-                    del inputs
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-    print("* the schedule rglru_triton(chunked=None) picks.  %floor: the ideal fused kernel's "
-          "bytes at the measured copy bandwidth, as a fraction of the time taken.")
+    shapes = TINY_SHAPES if args.tiny else SHAPES
+    peak = peak_tbps(device)
+    variants = [("auto", None)]
+    if args.compare_schedules and device.type == "cuda":
+        variants += [("sequential", False), ("chunked", True)]
+    if device.type == "cuda":
+        from griffin_megatron.ops.rglru import launch, schedule, triton_op
 
-
-def cpu_main(args) -> None:
-    """backend='torch' against the reference loop, float32."""
-    T, B, D = (512, 2, 256) if args.quick else (2048, 2, 1024)
-    print(f"CPU ({platform.machine()}, {torch.get_num_threads()} threads), "
-          f"torch {torch.__version__}, "
-          "float32: backend='torch' against the step-by-step reference")
-    print(f"{'T':>6} {'B':>2} {'D':>5} {'pass':>7} {'torch ms':>9} {'ref ms':>9} {'speed-up':>8} "
-          f"{'Gelem/s':>8}", flush=True)
-    for backward in (False, True):
-        inputs = make_inputs(T, B, D, torch.float32, torch.device("cpu"), requires_grad=backward)
-        fns = {backend: step_fn(functools.partial(rglru, backend=backend, c=RGLRU_C), inputs,
-                                backward)
-               for backend in ("torch", "reference")}
-        # Rounds alternate the two backends so that both see the same load on a shared CPU. The
-        # reference forward+backward takes ~10 s: one round, and no warm-up for it.
-        rounds = 1 if backward else 5
-        ms = {"torch": wall_clock_ms(fns["torch"], reps=1), "reference": float("inf")}
-        for _ in range(rounds):
-            ms["torch"] = min(ms["torch"], wall_clock_ms(fns["torch"], warmup=False))
-            ms["reference"] = min(ms["reference"], wall_clock_ms(fns["reference"], warmup=False))
-        print(f"{T:>6} {B:>2} {D:>5} {'fwd+bwd' if backward else 'fwd':>7} {ms['torch']:>9.1f} "
-              f"{ms['reference']:>9.1f} {ms['reference'] / ms['torch']:>7.1f}x "
-              f"{T * B * D / ms['torch'] / 1e6:>8.3f}", flush=True)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller grid")
-    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
-                        help="input dtype of the Triton table (the CPU comparison is float32)")
-    parser.add_argument("--compare-schedules", action="store_true",
-                        help="time both the sequential and the chunked schedule for every shape")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="run the Triton table on the CPU in the interpreter, tiny grid")
-    args = parser.parse_args()
-    if args.dry_run:
-        # Read when the kernels are defined, so before triton_op is imported.
-        os.environ["TRITON_INTERPRET"] = "1"
-    if args.dry_run or torch.cuda.is_available():
-        triton_main(args)
+        warm_up([(T, B, D) for _, T, B, D in shapes], dtype, device)
+        name = torch.cuda.get_device_name(device)
     else:
-        cpu_main(args)
+        name = "CPU (PyTorch scan)"
+    measure = timer(device, args.repeats)
+    title = (f"RG-LRU op, {name}, torch {torch.__version__}, {args.dtype}, "
+             f"{date.today().isoformat()}; %HBM against "
+             + (f"{peak} TB/s" if peak else "no known peak"))
+    rows = ["| shape | T | B | D | schedule | pass | ms | GB/s | %HBM |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    print(title)
+    print("\n".join(rows))
+    for label, T, B, D in shapes:
+        inputs = make_inputs(T, B, D, dtype, device)
+        for variant, chunked in variants:
+            if device.type == "cuda":
+                op = functools.partial(triton_op.rglru_triton, chunked=chunked)
+                chosen = (schedule.choose_schedule(T, B, D, itemsize, device)
+                          if chunked is None else schedule.Schedule(chunked, chunked))
+            else:
+                op, chosen = rglru, None
+            forward, backward = passes(op, inputs)
+            if device.type == "cuda" and chunked is not None:
+                # warm_up tuned the schedule the rule picks; tune the forced one before timing.
+                with launch.tuning():
+                    forward(), backward()
+            for pass_name, fn in (("fwd", forward), ("bwd", backward)):
+                ms = measure(fn)
+                gbps = FLOOR_TENSORS[pass_name] * T * B * D * itemsize / (ms * 1e-3) / 1e9
+                if chosen is None:
+                    sched = "torch scan"
+                else:
+                    is_chunked = chosen.forward_chunked if pass_name == "fwd" else \
+                        chosen.backward_chunked
+                    sched = ("chunked" if is_chunked else "sequential") + \
+                        ("*" if variant == "auto" else "")
+                fraction = f"{100 * gbps / (peak * 1e3):.1f}" if peak else "n/a"
+                row = (f"| {label} | {T} | {B} | {D} | {sched} | {pass_name} | {ms:.3f} | "
+                       f"{gbps:.3g} | {fraction} |")
+                rows.append(row)
+                print(row, flush=True)
+        del inputs
+    footer = ("GB/s: the ideal fused kernel's bytes (fwd 4, bwd 8 tensors of T*B*D) per second; "
+              "* the schedule rglru_triton(chunked=None) picks.")
+    print(footer)
+    if args.markdown:
+        with open(args.markdown, "a") as f:
+            f.write(f"\n{title}\n\n" + "\n".join(rows) + f"\n\n{footer}\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

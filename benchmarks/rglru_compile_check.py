@@ -1,24 +1,36 @@
-"""Compile the RG-LRU Triton kernels for sm_90 (H100 / H200) on any machine, without a GPU.
+"""Compile the RG-LRU Triton kernels for sm_90 (H100 / H200) as they launch, without a GPU.
 
-The interpreter runs a kernel's Python, so it lets through what only the compiler rejects (a
-global that is not a tl.constexpr, an op without a lowering), and register spills exist only in
-compiled code. This compiles every kernel variant and autotuning candidate ahead of time with
-Triton's bundled ptxas and reads the resource usage with its cuobjdump:
+Register spills exist only in compiled code, and the interpreter lets through what only the
+compiler rejects. This script runs the host code (`rglru_fwd` / `rglru_bwd`, both schedules)
+on CPU tensors of a training shape with the launches recorded instead of run
+(`launch.recording()`), once per candidate of every kernel, with the optional tensors (resets,
+initial state, dL/d final state) given and absent, and compiles each recorded launch for sm_90
+twice:
 
-    python benchmarks/rglru_compile_check.py [--first-candidates] [--fp32]
+- `launch`: with the specialisation Triton's launcher attaches, computed by Triton's own binder
+  from the real arguments (`tt.divisibility` 16 on 16-byte-aligned pointers and on integers
+  divisible by 16, integers equal to 1 and None as constants): what a GPU compiles;
+- `plain`: the same without the divisibility hints (unaligned views, odd widths).
 
-Prints one row per variant (registers and the full resource line) and the Triton version, and
-exits 1 when one fails to compile or spills registers. The optional tensors are compiled present
-(HAS_RESET, HAS_H0, HAS_DFINAL, HAS_INIT all set): the variants with the most live registers.
-It must run in a process where TRITON_INTERPRET was never set: Triton's own `tl.sum` and
-`tl.sigmoid` are jit functions, interpreted for good once triton is imported with it set
-(tests/ops/test_rglru_triton_compile.py runs this script in a subprocess for that reason).
-Per-version tables are in benchmarks/RESULTS.md.
+For each it reads Triton's own `ptxas -v` report (the ptxas it bundles, its flags): registers
+per thread, spill stores and loads, and the blocks per SM those registers and warps allow. It
+exits 1 when any variant fails to compile or spills, or when a default candidate uses more
+registers than `schedule.REGISTERS` (the schedule rule's table) says.
+
+    python benchmarks/rglru_compile_check.py [--quick] [--fp32] [--markdown F]
+    python benchmarks/rglru_compile_check.py --triton-dirs DIR [DIR ...]   # one run per Triton
+
+`--triton-dirs` reruns the script once per folder holding a `triton` package (e.g. from
+`pip install --no-deps --target DIR triton==3.6.0`), that folder first on PYTHONPATH.
+It must run where TRITON_INTERPRET was never set: Triton's own jit helpers are interpreted for
+good once triton is imported with it (tests/ops/test_rglru_triton_compile.py uses a subprocess).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -26,99 +38,233 @@ import sys
 import tempfile
 from pathlib import Path
 
-import triton
-
+ROOT = Path(__file__).resolve().parents[1]
 # Run from a checkout without installing it: this repository's package comes first.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(ROOT))
 
-from griffin_megatron.ops.rglru import triton_kernels  # noqa: E402
-from griffin_megatron.ops.rglru.triton_op import BWD_CANDIDATES, FWD_CANDIDATES  # noqa: E402
-
-SM90 = ("cuda", 90, 32)
-CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+# A 400M-sized micro-batch: the widths of every preset are multiples of 16, as here, so the
+# divisibility hints match a training launch; T and B are not specialised on.
+SHAPE = dict(T=256, B=2, D=2048)
 
 
-def pointer_types(dtype: str):
-    """Signature of every pointer argument: inputs and their gradients in `dtype`, the rest fp32."""
-    types = {name: "*fp32" for name in (
-        "w_ptr", "h0_ptr", "states_ptr", "final_ptr", "map_a_ptr", "map_b_ptr", "init_ptr",
-        "carries_ptr", "dfinal_ptr", "k_in_ptr", "dw_partial_ptr", "dh0_ptr")}
-    types.update({name: f"*{dtype}" for name in (
-        "x_ptr", "gx_ptr", "ga_ptr", "y_ptr", "dy_ptr", "dx_ptr", "dgx_ptr", "dga_ptr")})
-    types["reset_ptr"] = "*u8"
-    return types
+def blocks_per_sm(registers: int, num_warps: int) -> int:
+    from griffin_megatron.ops.rglru.schedule import blocks_per_sm as rule
+    return rule(registers, num_warps)
 
 
-def variants(first_candidates: bool, dtypes):
-    """(kernel name, input dtype, label, constexprs, num_warps) for each variant to compile."""
-    tile = {"TILE": triton_kernels.TILE_T, "HAS_RESET": True}
-    fwd = FWD_CANDIDATES[:1] if first_candidates else FWD_CANDIDATES
-    bwd = BWD_CANDIDATES[:1] if first_candidates else BWD_CANDIDATES
-    for dtype in dtypes:
-        for block_d, warps in fwd:
-            for sequential in (True, False):
-                yield ("rglru_fwd_kernel", dtype, "sequential" if sequential else "chunked",
-                       dict(tile, HAS_H0=True, SEQUENTIAL=sequential, BLOCK_D=block_d), warps)
-            for kernel in ("rglru_fwd_summary_kernel", "rglru_bwd_summary_kernel"):
-                yield kernel, dtype, "chunked", dict(tile, BLOCK_D=block_d), warps
-        for block_d, warps in bwd:
-            for sequential in (True, False):
-                yield ("rglru_bwd_kernel", dtype, "sequential" if sequential else "chunked",
-                       dict(tile, HAS_DFINAL=True, SEQUENTIAL=sequential, BLOCK_D=block_d), warps)
-    for reverse in (False, True):
-        yield ("carry_scan_kernel", "fp32", "reverse" if reverse else "forward",
-               {"HAS_INIT": True, "REVERSE": reverse, "BLOCK_N": 64, "BLOCK_D": 32}, 4)
+def recorded_launches(dtype, first_only: bool, optional_absent: bool):
+    """Every distinct launch (kernel name, schedule, optional tensors, candidate) of the host
+    code: both schedules of both passes, per candidate (forced), with the optional tensors
+    (resets, initial state, dL/d final state) present and, if asked, absent."""
+    import torch
+
+    from griffin_megatron.ops.rglru import launch, triton_op
+
+    T, B, D = SHAPE["T"], SHAPE["B"], SHAPE["D"]
+    g = torch.Generator().manual_seed(0)
+    x, gate_x, gate_a, dy = (torch.randn(T, B, D, generator=g).to(dtype) for _ in range(4))
+    w = -torch.rand(D, generator=g)
+    present = (torch.zeros(T, B, dtype=torch.bool), torch.zeros(B, D), torch.zeros(B, D))
+    optionals = [present] + ([(None, None, None)] if optional_absent else [])
+    fwd, bwd = launch.CANDIDATES["fwd"], launch.CANDIDATES["bwd"]
+    count = 1 if first_only else max(len(fwd), len(bwd))
+    seen = {}
+    for index in range(count):
+        forced = dict(fwd=fwd[min(index, len(fwd) - 1)], bwd=bwd[min(index, len(bwd) - 1)])
+        with launch.forcing(**forced), launch.recording() as launches:
+            for reset, h0, dfinal in optionals:
+                for chunked in (False, True):
+                    _, _, states = triton_op.rglru_fwd(x, gate_x, gate_a, w, reset, h0, chunked)
+                    triton_op.rglru_bwd(x, gate_x, gate_a, w, reset, states, dy, dfinal, chunked)
+        for rec in launches:
+            seen.setdefault((rec.name, schedule_of(rec), optional_of(rec), rec.candidate), rec)
+    return list(seen.values())
 
 
-def compile_for_sm90(kernel: str, dtype: str, constexprs, num_warps: int) -> str:
-    """Compile one variant; returns cuobjdump's resource-usage line (REG, STACK, LOCAL, ...)."""
+def optional_of(rec) -> str:
+    """Which optional tensors the launch passes: "all" or "none" (the HAS_* variants)."""
+    names = ("reset_ptr", "h0_ptr", "dfinal_ptr", "init_ptr")
+    given = [rec.args[name] is not None for name in names if name in rec.args]
+    return "all" if all(given) else "none" if not any(given) else "some"
+
+
+def schedule_of(rec) -> str:
+    """sequential / chunked for the tile kernels (summaries are chunked only), forward /
+    reverse for the carry scan."""
+    if "SEQUENTIAL" in rec.args:
+        return "sequential" if rec.args["SEQUENTIAL"] else "chunked"
+    if "REVERSE" in rec.args:
+        return "reverse" if rec.args["REVERSE"] else "forward"
+    return "chunked"
+
+
+def launch_specialisation(rec, hints: bool):
+    """(jit function, signature, constexprs, attrs, options) as Triton's launcher derives them
+    for `rec`; attrs (the divisibility hints) left empty when `hints` is False."""
     from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import JITFunction, create_function_from_signature
+
+    jit = rec.kernel
+    heuristics = {}
+    while not isinstance(jit, JITFunction):  # unwrap @triton.heuristics, applying its rules
+        heuristics.update({k: rule(rec.args) for k, rule in jit.values.items()})
+        jit = jit.fn
+    kwargs = {**rec.args, **heuristics, "BLOCK_D": rec.candidate.block_d,
+              **rec.candidate.options()}
+    backend = make_backend(GPUTarget("cuda", 90, 32))
+    binder = create_function_from_signature(jit.signature, jit.params, backend)
+    bound, specialization, options = binder(**kwargs)
+    options, signature, constexprs, attrs = jit._pack_args(backend, kwargs, bound,
+                                                           specialization, options)
+    return jit, signature, constexprs, (attrs if hints else {}), options
+
+
+def compile_and_measure(rec, hints: bool) -> dict:
+    """Compile for sm_90 and read ptxas -v: registers, spill stores / loads (bytes)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import get_ptxas
     from triton.compiler import ASTSource
 
-    fn = getattr(triton_kernels, kernel)
-    while not isinstance(fn, triton.runtime.JITFunction):  # under its @triton.heuristics
-        fn = fn.fn
-    types = pointer_types(dtype)
-    signature = {
-        name: "constexpr" if name in constexprs else types.get(name, "i32") for name in fn.arg_names
-    }
-    compiled = triton.compile(ASTSource(fn, signature, constexprs=constexprs),
-                              target=GPUTarget(*SM90), options={"num_warps": num_warps})
+    jit, signature, constexprs, attrs, options = launch_specialisation(rec, hints)
+    # Triton's own ptxas run (its flags differ by version, e.g. 3.9's --regAllocOptLevel=2)
+    # prints its -v report with TRITON_DUMP_PTXAS_LOG; TRITON_ALWAYS_COMPILE skips the cache,
+    # which would skip ptxas. Both are set for this process in main().
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        compiled = triton.compile(ASTSource(jit, signature, constexprs, attrs),
+                                  target=GPUTarget("cuda", 90, 32), options=options.__dict__)
+    log = report.getvalue()
     with tempfile.TemporaryDirectory() as tmp:
-        cubin = os.path.join(tmp, "kernel.cubin")
+        cubin = os.path.join(tmp, "triton.cubin")
         with open(cubin, "wb") as f:
             f.write(compiled.asm["cubin"])
-        usage = subprocess.run([CUOBJDUMP, "--dump-resource-usage", cubin], check=True,
-                               capture_output=True, text=True).stdout
-    return next(line.strip() for line in usage.splitlines() if "REG:" in line)
+        # The cubin Triton built must agree with the report: its registers, per cuobjdump.
+        cuobjdump = os.path.join(os.path.dirname(get_ptxas(90).path), "cuobjdump")
+        resources = subprocess.run([cuobjdump, "--dump-resource-usage", cubin], check=True,
+                                   capture_output=True, text=True).stdout
+    usage = parse_ptxas_log(log)
+    triton_registers = int(re.search(r"REG:(\d+)", resources).group(1))
+    if triton_registers != usage["registers"]:
+        raise RuntimeError(f"ptxas -v reports {usage['registers']} registers but Triton's cubin "
+                           f"has {triton_registers}: the report is not this build's")
+    return dict(usage, blocks=blocks_per_sm(usage["registers"], rec.candidate.num_warps))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--first-candidates", action="store_true",
-                        help="only the first (default) autotuning candidate of each kernel")
-    parser.add_argument("--fp32", action="store_true", help="float32 inputs too (default bf16)")
-    args = parser.parse_args()
-    if os.environ.get("TRITON_INTERPRET", "0") == "1":
-        print("unset TRITON_INTERPRET: interpreted kernels cannot be compiled", file=sys.stderr)
-        return 2
-    print(f"triton {triton.__version__}, sm_90, compile only", flush=True)
+def parse_ptxas_log(log: str) -> dict:
+    """registers, spill stores / loads and stack frame (bytes) from `ptxas -v`'s info lines."""
+    def field(pattern):
+        match = re.search(pattern, log)
+        return int(match.group(1)) if match else 0
+
+    return dict(registers=field(r"Used (\d+) registers"),
+                stores=field(r"(\d+) bytes spill stores"), loads=field(r"(\d+) bytes spill loads"),
+                stack=field(r"(\d+) bytes stack frame"))
+
+
+def check(args) -> int:
+    import torch
+    import triton
+
+    from griffin_megatron.ops.rglru import launch
+    from griffin_megatron.ops.rglru.schedule import REGISTERS
+
+    dtypes = (torch.bfloat16, torch.float32) if args.fp32 else (torch.bfloat16,)
+    header = (f"triton {triton.__version__}, sm_90 (ptxas {get_ptxas_version()}), compile only; "
+              f"launch = the launcher's divisibility hints, plain = none; shape T, B, D = "
+              f"{SHAPE['T']}, {SHAPE['B']}, {SHAPE['D']}")
+    rows = ["| kernel | schedule | candidate | dtype | hints | optional | registers "
+            "| spill st/ld B | blocks/SM |", "|---|---|---|---|---|---|---|---|---|"]
+    print(header, flush=True)
     failures = 0
-    for kernel, dtype, label, constexprs, warps in variants(
-            args.first_candidates, ("bf16", "fp32") if args.fp32 else ("bf16",)):
-        name = f"{kernel} {label} BLOCK_D={constexprs['BLOCK_D']} warps={warps} {dtype}"
-        try:
-            usage = compile_for_sm90(kernel, dtype, constexprs, warps)
-        except Exception as error:  # report every variant, then fail
-            failures += 1
-            print(f"FAIL  {name}: {type(error).__name__}: {error}", flush=True)
-            continue
-        spilled = any(int(re.search(rf"{field}:(\d+)", usage).group(1))
-                      for field in ("STACK", "LOCAL"))
-        failures += spilled
-        regs = re.search(r"REG:(\d+)", usage).group(1)
-        print(f"{'SPILL' if spilled else 'ok   '} {name}: {regs} registers  [{usage}]", flush=True)
+    for dtype in dtypes:
+        dtype_name = str(dtype).replace("torch.", "")
+        for rec in recorded_launches(dtype, args.quick, optional_absent=not args.quick):
+            schedule = schedule_of(rec)
+            optional = optional_of(rec)
+            for hints in (True,) if args.quick else (True, False):
+                name = (f"{rec.name} {schedule} {rec.candidate} {dtype_name} "
+                        f"{'launch' if hints else 'plain'} optional={optional}")
+                try:
+                    m = compile_and_measure(rec, hints)
+                except Exception as error:  # report every variant, then fail
+                    failures += 1
+                    print(f"FAIL  {name}: {type(error).__name__}: {error}", flush=True)
+                    continue
+                spilled = m["stores"] or m["loads"] or m["stack"]
+                limit = REGISTERS.get((rec.name, schedule))
+                default = rec.group is None or rec.candidate == launch.CANDIDATES[rec.group][0]
+                # The schedule rule models launches, which carry the hints.
+                stale = hints and default and limit is not None and m["registers"] > limit
+                failures += bool(spilled) + bool(stale)
+                status = "SPILL" if spilled else "STALE" if stale else "ok   "
+                print(f"{status} {name}: {m['registers']} registers, spill stores "
+                      f"{m['stores']} B, loads {m['loads']} B, stack {m['stack']} B, "
+                      f"{m['blocks']} blocks/SM"
+                      + (f" (schedule.REGISTERS says {limit})" if stale else ""), flush=True)
+                rows.append(f"| {rec.name} | {schedule} | {rec.candidate.block_d} x "
+                            f"{rec.candidate.num_warps} | {dtype_name} | "
+                            f"{'launch' if hints else 'plain'} | {optional} | {m['registers']} | "
+                            f"{m['stores']}/{m['loads']} | {m['blocks']} |")
+    if args.markdown:
+        with open(args.markdown, "a") as f:
+            f.write(f"\n{header}\n\n" + "\n".join(rows) + "\n")
+    if failures:
+        print(f"FAILED: {failures} variant(s) spill, fail to compile or exceed the schedule's "
+              "register table", flush=True)
+    else:
+        print("passed: no variant spills", flush=True)
     return 1 if failures else 0
+
+
+def get_ptxas_version() -> str:
+    from triton.backends.nvidia.compiler import get_ptxas
+    out = subprocess.run([get_ptxas(90).path, "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"release (\S+),", out)
+    return match.group(1) if match else "?"
+
+
+def per_triton(args, argv) -> int:
+    """Rerun this script once per Triton folder; exit 1 when any run failed."""
+    rest = [a for a in argv if a not in args.triton_dirs and a != "--triton-dirs"]
+    missing = [d for d in args.triton_dirs if not (Path(d) / "triton" / "__init__.py").is_file()]
+    if missing:
+        print(f"rglru_compile_check: {missing[0]} holds no triton package; install one there "
+              "with `pip install --no-deps --target DIR triton==VERSION`.", file=sys.stderr)
+        return 2
+    status = 0
+    for folder in args.triton_dirs:
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(folder).resolve()), str(ROOT)] + env.get("PYTHONPATH", "").split(os.pathsep))
+        result = subprocess.run([sys.executable, __file__, *rest], env=env)
+        status = status or result.returncode
+    return status
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="the default candidates only, as launched with every optional "
+                             "tensor given (what CI checks in seconds); else every candidate, "
+                             "with and without hints, optional tensors given and absent")
+    parser.add_argument("--fp32", action="store_true", help="float32 inputs too (default bf16)")
+    parser.add_argument("--markdown", metavar="F", help="append the table to this file")
+    parser.add_argument("--triton-dirs", nargs="+", metavar="DIR",
+                        help="run once per folder holding a triton package (pip --target)")
+    args = parser.parse_args(argv)
+    if args.triton_dirs:
+        return per_triton(args, argv)
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        print("rglru_compile_check: TRITON_INTERPRET=1 is set, and interpreted kernels cannot be "
+              "compiled; unset it and run again.", file=sys.stderr)
+        return 2
+    # Read by Triton when it compiles (see compile_and_measure); this process only compiles.
+    os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
+    os.environ["TRITON_ALWAYS_COMPILE"] = "1"
+    return check(args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .cache import GriffinInferenceCache
+from ..modules.rglru import warm_up_kernels
 from .forward import check_generation_model, decode_step, forward_with_cache
 from .sampling import SamplingParams, sample_next_token
 
@@ -141,6 +142,9 @@ def stream_generate(
     eos_tensor = torch.tensor(eos_ids, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
 
+    # Compile and tune the RG-LRU kernels for the prefill chunks before the first forward: no
+    # step times kernels (a no-op on a CPU; one-token decode steps do not use the kernels).
+    warm_up_kernels(model, batch, chunk, backward=False)
     was_training = model.training
     model.eval()
     try:

@@ -178,4 +178,5 @@ def model_config_from_args(args: argparse.Namespace, tokenizer_vocab_size: int):
     config = griffin_config(args, vocab)
     args.padded_vocab_size = vocab
     setattr(args, RECORD_ARG, model_record(config, args.backend, source="megatron.training"))
-    return GriffinModelConfig(transformer=config, backend=args.backend)
+    return GriffinModelConfig(transformer=config, backend=args.backend,
+                              kernel_warm_up=(args.micro_batch_size, args.seq_length))

@@ -13,7 +13,7 @@ Importing this module needs `megatron.training.models` (megatron-core >= 0.19).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, Tuple
 
 from megatron.core.distributed import DistributedDataParallelConfig
 from megatron.core.enums import ModelType
@@ -30,6 +30,7 @@ from megatron.training.models.dist_utils import unimodal_build_distributed_model
 
 from ..config import GriffinConfig
 from ..model import GriffinModel
+from ..modules.rglru import warm_up_kernels
 
 
 @dataclass(kw_only=True)
@@ -43,6 +44,9 @@ class GriffinModelConfig(ModelConfig):
     builder: ClassVar[str] = "griffin_megatron.megatron_training.model_builder.GriffinModelBuilder"
     transformer: GriffinConfig
     backend: str = "local"
+    # (micro-batch, sequence length) to compile and tune the RG-LRU kernels for once the model
+    # is built, before the first step; None skips it.
+    kernel_warm_up: Optional[Tuple[int, int]] = None
 
 
 class GriffinModelBuilder(ModelBuilder[GriffinModel, GriffinModelConfig]):
@@ -97,4 +101,7 @@ class GriffinModelBuilder(ModelBuilder[GriffinModel, GriffinModelConfig]):
             model_type,
         )
         wrapped = compose_hooks(self._model_config.post_wrap_hooks)(chunks)
-        return chunks if wrapped is None else wrapped
+        chunks = chunks if wrapped is None else wrapped
+        if self._model_config.kernel_warm_up is not None:
+            warm_up_kernels(chunks, *self._model_config.kernel_warm_up)
+        return chunks

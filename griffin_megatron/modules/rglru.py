@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Iterable, Optional, Tuple, Union
 
 import torch
 from megatron.core.transformer.module import MegatronModule
 from torch import Tensor
 
 from ..config import GriffinConfig
-from ..ops.rglru import rglru
+from ..ops.rglru import rglru, warm_up
 from ..ops.rglru.torch_scan import rglru_step
 from .channel_parallel import channel_sharded_state_dict, partitioned_parameter
 
@@ -100,3 +100,31 @@ class RGLRU(MegatronModule):
         gate_x, gate_a = self.gate_preactivations(x.unsqueeze(0))
         keep = None if reset is None else (~reset).to(state.dtype).unsqueeze(-1)
         return rglru_step(x, gate_x[0], gate_a[0], self.recurrent_param, state, keep, self.config.rglru_c)
+
+
+def warm_up_kernels(model: Union[torch.nn.Module, Iterable[torch.nn.Module]], micro_batch: int,
+                    seq_len: int, backward: bool = True) -> None:
+    """Compile and tune the RG-LRU kernels of every RGLRU layer in `model` (a module or a list
+    of model chunks) for a training (backward=True) or prefill call of [seq_len, micro_batch]
+    tokens.
+
+    Call before the first step and before any CUDA-graph capture (kernels are never timed
+    inside a step). Layers on a CPU, or whose backend is not Triton, need nothing: a cheap no-op.
+    """
+    chunks = [model] if isinstance(model, torch.nn.Module) else list(model)
+    shapes = set()
+    for chunk in chunks:
+        for layer in chunk.modules():
+            if not isinstance(layer, RGLRU):
+                continue
+            config, device = layer.config, layer.recurrent_param.device
+            if config.rglru_backend == "torch" or device.type != "cuda":
+                continue
+            # The op sees the channels of this tensor-parallel rank and the tokens of this
+            # context-parallel rank, in the activations' dtype, which is the gate weights' one
+            # (Float16Module casts them with the activations).
+            T = seq_len // config.context_parallel_size
+            shapes.add((T, micro_batch, layer.recurrent_param.shape[0],
+                        layer.input_gate_weight.dtype, device))
+    for T, B, D, dtype, device in sorted(shapes, key=str):
+        warm_up([(T, B, D)], dtype, device, backward=backward)

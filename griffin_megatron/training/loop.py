@@ -28,6 +28,7 @@ from megatron.core.num_microbatches_calculator import (
 from .. import compat, context_parallel
 from ..checkpoint import save_directory, training_state
 from ..errors import CheckpointError
+from ..modules.rglru import warm_up_kernels
 from ..parallel import (
     attach_to_schedule,
     build_model_chunks,
@@ -102,6 +103,8 @@ def _pretrain(args: argparse.Namespace) -> TrainResult:
             override_from_checkpoint=args.override_opt_param_scheduler,
         )
         attach_to_schedule(config, chunks, optimizer)
+        # Compile and tune the RG-LRU kernels now: a step never times kernels (no-op on a CPU).
+        warm_up_kernels(chunks, args.micro_batch_size, args.seq_length)
         trainer = Trainer(args, chunks, optimizer, scheduler)
         return _train(args, trainer, tokenizer, config)
     finally:

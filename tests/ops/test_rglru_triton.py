@@ -39,8 +39,8 @@ def nan_filled_outputs(monkeypatch):
     monkeypatch.setattr(triton_op, "DEBUG_FILL_NAN", True)
 
 
-def check_against_oracle(case: Case, chunked, seed: int = 0, **use) -> None:
-    inputs = make_inputs(case, DEVICE, seed=seed)
+def check_against_oracle(case: Case, chunked, seed: int = 0, device=DEVICE, **use) -> None:
+    inputs = make_inputs(case, device, seed=seed)
     y, final, grads = forward_backward(rglru_triton, inputs, chunked=chunked, **use)
     y_ref, final_ref, grads_ref = oracle(inputs, **use)
     rtol, atol = TOLERANCE[case.dtype]
@@ -121,18 +121,6 @@ def test_cpu_tensors_without_the_interpreter_get_one_sentence(monkeypatch):
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         rglru(inputs["x"], inputs["gate_x"], inputs["gate_a"], inputs["a_param"],
               backend="triton")
-
-
-def test_small_calls_use_only_the_first_candidate():
-    """The autotuner's pruner sees keyword launch arguments in kwargs, not in named_args.
-
-    The interpreter has a single config, so Triton never calls the pruner there: this calls it
-    the way Triton's Autotuner.prune_configs does for the host code's keyword launches.
-    """
-    configs = ["safe", "other"]
-    small, large = dict(T=100, B=2, D=64), dict(T=4096, B=2, D=1024)
-    assert triton_op._first_config_if_small(configs, {}, **small) == ["safe"]
-    assert triton_op._first_config_if_small(configs, {}, **large) == configs
 
 
 @pytest.mark.cuda

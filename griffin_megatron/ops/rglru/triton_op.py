@@ -8,8 +8,7 @@ fp32 state per TILE_T time steps; gates and states inside a tile are recomputed.
 
 from __future__ import annotations
 
-import logging
-import os
+import contextlib
 from typing import Optional, Tuple
 
 import torch
@@ -17,99 +16,32 @@ import torch.nn.functional as F
 import triton
 
 from . import triton_kernels as kernels
+from .launch import Candidate, KernelLauncher, interpreting
 from .reference import RGLRU_C
+from .schedule import Schedule, choose_schedule
 from .triton_kernels import TILE_T
-
-logger = logging.getLogger(__name__)
 
 # When set (tests do), every buffer the kernels should fully write starts as NaN, so an element
 # a kernel forgets to write shows up in the outputs instead of passing with stale memory.
 DEBUG_FILL_NAN = False
 
-# The sequential schedule reads the inputs once but has only B * D / BLOCK_D programs; below
-# this many programs per SM the chunked schedule's T / TILE_T-fold parallelism wins. A starting
-# point, not a measurement: `benchmarks/rglru.py --compare-schedules` measures both.
-SEQUENTIAL_MIN_PROGRAMS_PER_SM = 2
-_NOMINAL_BLOCK_D = 64  # the autotuned BLOCK_D is only known at launch, after this choice
-_logged_schedules: set = set()
-
-
-def interpreting() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1) instead of compiling.
-
-    The one place that asks: the configs, the carry-scan block and the device check all use it.
-    """
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _configs(gpu_candidates):
-    # The interpreter runs programs one after another, so autotuning there only costs time.
-    if interpreting():
-        return [triton.Config({"BLOCK_D": 64})]
-    return [triton.Config({"BLOCK_D": block_d}, num_warps=warps)
-            for block_d, warps in gpu_candidates]
-
-
-# (BLOCK_D, num_warps) candidates, the safe one first: calls below _AUTOTUNE_MIN_ELEMENTS use
-# only it. A tile holds TILE_T * BLOCK_D fp32 values per live tensor. At 16 per thread (BLOCK_D=32
-# on 4 warps) the sequential forward sits at ptxas's 168-register target and spills with
-# triton 3.7.1, so the forward's safe candidate keeps 8 per thread (BLOCK_D=32 on 8 warps: the
-# same 64 x 32 tile, and so the same bytes in flight per program). The backward keeps more tensors
-# live: at most 8 per thread. benchmarks/rglru_compile_check.py checks every candidate for spills
-# on sm_90 (tests/ops/test_rglru_triton_compile.py runs it); benchmarks/RESULTS.md has the table.
-FWD_CANDIDATES = [(32, 8), (16, 4), (64, 8)]
-BWD_CANDIDATES = [(32, 8), (16, 8), (32, 16)]
-_FWD_CONFIGS = _configs(FWD_CANDIDATES)
-_BWD_CONFIGS = _configs(BWD_CANDIDATES)
-# Below this many elements a call takes microseconds: tuning it would cost more than it saves
-# (and compile every candidate).
-_AUTOTUNE_MIN_ELEMENTS = 1 << 22
-
-
-def _first_config_if_small(configs, named_args, **kwargs):
-    # Triton passes the positional arguments as named_args and the keyword ones as kwargs; the
-    # launches below are all keywords.
-    args = {**named_args, **kwargs}
-    size = args["T"] * args["B"] * args["D"]
-    return configs if size >= _AUTOTUNE_MIN_ELEMENTS else configs[:1]
-
-
-def _autotuned(kernel, configs, key):
-    # Keys: shapes that stay fixed through a training run (T bucketed to a power of two); the
-    # autotuner adds the tensor dtypes itself.
-    return triton.autotune(configs, key=key,
-                           prune_configs_by={"early_config_prune": _first_config_if_small})(kernel)
-
-
-_TILE_KEY = ["D", "B", "T_BUCKET"]
-_fwd_summary = _autotuned(kernels.rglru_fwd_summary_kernel, _FWD_CONFIGS, _TILE_KEY)
-_fwd = _autotuned(kernels.rglru_fwd_kernel, _FWD_CONFIGS, _TILE_KEY + ["SEQUENTIAL"])
-_bwd_summary = _autotuned(kernels.rglru_bwd_summary_kernel, _FWD_CONFIGS, _TILE_KEY)
-_bwd = _autotuned(kernels.rglru_bwd_kernel, _BWD_CONFIGS, _TILE_KEY + ["SEQUENTIAL"])
+# Keys: shapes that stay fixed through a training run (T bucketed to a power of two); the
+# launcher adds the device and the inputs' dtype.
+_TILE_KEY = ("D", "B", "T_BUCKET")
+_fwd_summary = KernelLauncher("fwd_summary", kernels.rglru_fwd_summary_kernel, "fwd", _TILE_KEY)
+_fwd = KernelLauncher("fwd", kernels.rglru_fwd_kernel, "fwd", _TILE_KEY + ("SEQUENTIAL",))
+_bwd_summary = KernelLauncher("bwd_summary", kernels.rglru_bwd_summary_kernel, "fwd", _TILE_KEY)
+_bwd = KernelLauncher("bwd", kernels.rglru_bwd_kernel, "bwd", _TILE_KEY + ("SEQUENTIAL",))
+# Small and latency-bound (N / BLOCK_N dependent steps): not worth tuning. BLOCK_N = 8 in the
+# interpreter makes short test sequences cross several row blocks.
+_carry_scan = KernelLauncher("carry_scan", kernels.carry_scan_kernel, None, (),
+                             fixed=Candidate(32, 4))
 
 
 def _new(shape, dtype, device) -> torch.Tensor:
     if DEBUG_FILL_NAN:
         return torch.full(shape, float("nan"), dtype=dtype, device=device)
     return torch.empty(shape, dtype=dtype, device=device)
-
-
-def choose_chunked(B: int, D: int, device: torch.device) -> bool:
-    """The schedule `rglru_triton(chunked=None)` uses; logged once per choice and device type."""
-    if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        chunked = B * triton.cdiv(D, _NOMINAL_BLOCK_D) < SEQUENTIAL_MIN_PROGRAMS_PER_SM * sms
-    else:
-        # The interpreter runs programs one at a time: fewer, longer programs are faster there.
-        chunked = False
-    key = (chunked, device.type)
-    if key not in _logged_schedules:
-        _logged_schedules.add(key)
-        logger.info(
-            "rglru triton: %s schedule on %s (first seen at B=%d, D=%d)",
-            "chunked" if chunked else "sequential", device.type, B, D,
-        )
-    return chunked
 
 
 def _reset_args(reset: Optional[torch.Tensor]) -> dict:
@@ -142,7 +74,7 @@ def _tile_maps(num_tiles: int, B: int, D: int, device):
 
 
 def _grid(D: int, programs_over_time: int, B: int):
-    return lambda meta: (triton.cdiv(D, meta["BLOCK_D"]), programs_over_time, B)
+    return lambda block_d: (triton.cdiv(D, block_d), programs_over_time, B)
 
 
 def _chain_maps(map_a, map_b, init, reverse: bool):
@@ -150,12 +82,10 @@ def _chain_maps(map_a, map_b, init, reverse: bool):
     num_tiles, B, D = map_a.shape
     carries = _new((num_tiles, B, D), torch.float32, map_a.device)
     final = _new((B, D), torch.float32, map_a.device)
-    # Small and latency-bound (N / BLOCK_N dependent steps): not worth autotuning. BLOCK_N = 8
-    # in the interpreter makes short test sequences cross several row blocks.
-    block_n, block_d = (8, 32) if interpreting() else (64, 32)
-    kernels.carry_scan_kernel[(triton.cdiv(D, block_d), B)](
+    _carry_scan(
+        lambda block_d: (triton.cdiv(D, block_d), B),
         map_a_ptr=map_a, map_b_ptr=map_b, init_ptr=init, carries_ptr=carries, final_ptr=final,
-        N=num_tiles, B=B, D=D, REVERSE=reverse, BLOCK_N=block_n, BLOCK_D=block_d,
+        N=num_tiles, B=B, D=D, REVERSE=reverse, BLOCK_N=8 if interpreting() else 64,
     )
     return carries, final
 
@@ -173,15 +103,17 @@ def rglru_fwd(x, gate_x, gate_a, w, reset, initial_state, chunked: bool):
     sizes = _sizes(T, B, D)
     if chunked:
         map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
-        _fwd_summary[_grid(D, num_tiles, B)](
-            **inputs, map_a_ptr=map_a, map_b_ptr=map_b, **sizes, TILE=TILE_T,
+        _fwd_summary(
+            _grid(D, num_tiles, B), **inputs, map_a_ptr=map_a, map_b_ptr=map_b, **sizes,
+            TILE=TILE_T,
         )
         states, final = _chain_maps(map_a, map_b, h0, reverse=False)
     else:
         states = _new((num_tiles, B, D), torch.float32, x.device)
         final = _new((B, D), torch.float32, x.device)
-    _fwd[_grid(D, num_tiles if chunked else 1, B)](
-        **inputs, h0_ptr=h0, y_ptr=y, states_ptr=states, final_ptr=final,
+    _fwd(
+        _grid(D, num_tiles if chunked else 1, B), **inputs,
+        h0_ptr=h0, y_ptr=y, states_ptr=states, final_ptr=final,
         stride_yt=y.stride(0), stride_yb=y.stride(1), **sizes, NUM_TILES=num_tiles,
         SEQUENTIAL=not chunked, TILE=TILE_T,
     )
@@ -213,7 +145,8 @@ def rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y, grad_final, chunked: 
     dy = dict(dy_ptr=grad_y, stride_dyt=grad_y.stride(0), stride_dyb=grad_y.stride(1))
     if chunked:
         map_a, map_b = _tile_maps(num_tiles, B, D, x.device)
-        _bwd_summary[_grid(D, num_tiles, B)](
+        _bwd_summary(
+            _grid(D, num_tiles, B),
             ga_ptr=gate_a, stride_gat=gate_a.stride(0), stride_gab=gate_a.stride(1),
             w_ptr=w, **_reset_args(reset), **dy, map_a_ptr=map_a, map_b_ptr=map_b,
             **sizes, TILE=TILE_T,
@@ -224,8 +157,9 @@ def rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y, grad_final, chunked: 
         dh0 = _new((B, D), torch.float32, x.device)
     programs_over_time = num_tiles if chunked else 1
     dw_partial = _new((programs_over_time, B, D), torch.float32, x.device)
-    _bwd[_grid(D, programs_over_time, B)](
-        **inputs, **dy, dfinal_ptr=dfinal, states_ptr=states, k_in_ptr=k_in,
+    _bwd(
+        _grid(D, programs_over_time, B), **inputs, **dy,
+        dfinal_ptr=dfinal, states_ptr=states, k_in_ptr=k_in,
         dx_ptr=dx, dgx_ptr=dgx, dga_ptr=dga, dw_partial_ptr=dw_partial, dh0_ptr=dh0,
         stride_dxt=dx.stride(0), stride_dxb=dx.stride(1),
         stride_dgxt=dgx.stride(0), stride_dgxb=dgx.stride(1),
@@ -235,12 +169,20 @@ def rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y, grad_final, chunked: 
     return dx, dgx, dga, dw_partial.sum(dim=(0, 1)), dh0
 
 
+def _on_device(device: torch.device):
+    """Launch on the tensors' device, not the current one: a model on cuda:1 needs no set_device
+    (Triton launches on torch's current device and stream)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 class RGLRUTritonFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, gate_x, gate_a, w, reset, initial_state, chunked):
-        y, final_state, states = rglru_fwd(x, gate_x, gate_a, w, reset, initial_state, chunked)
+    def forward(ctx, x, gate_x, gate_a, w, reset, initial_state, schedule: Schedule):
+        with _on_device(x.device):
+            y, final_state, states = rglru_fwd(
+                x, gate_x, gate_a, w, reset, initial_state, schedule.forward_chunked)
         ctx.save_for_backward(x, gate_x, gate_a, w, reset, states)
-        ctx.chunked = chunked
+        ctx.schedule = schedule
         ctx.initial_state_dtype = None if initial_state is None else initial_state.dtype
         ctx.set_materialize_grads(False)
         return y, final_state
@@ -248,9 +190,9 @@ class RGLRUTritonFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, grad_final):
         x, gate_x, gate_a, w, reset, states = ctx.saved_tensors
-        dx, dgx, dga, dw, dh0 = rglru_bwd(
-            x, gate_x, gate_a, w, reset, states, grad_y, grad_final, ctx.chunked
-        )
+        with _on_device(x.device):
+            dx, dgx, dga, dw, dh0 = rglru_bwd(x, gate_x, gate_a, w, reset, states, grad_y,
+                                              grad_final, ctx.schedule.backward_chunked)
         dtype = ctx.initial_state_dtype
         return dx, dgx, dga, dw, None, None if dtype is None else dh0.to(dtype), None
 
@@ -290,15 +232,18 @@ def rglru_triton(
     Args:
         x, gate_x, gate_a: [T, B, D], unit stride over D, float32 / bfloat16 / float16.
         a_param: [D]; reset: bool [T, B] or None; initial_state: [B, D] or None; c: gate constant.
-        chunked: schedule over time (see triton_kernels.py); None chooses by occupancy
-            (`choose_chunked`), True / False force one (tests and benchmarks).
+        chunked: schedule over time (see triton_kernels.py); None chooses forward's and
+            backward's by occupancy (`schedule.choose_schedule`), True / False force both
+            (tests and benchmarks).
 
     Returns:
         (y [T, B, D] in x's dtype, final_state [B, D] float32).
     """
     _check_kernel_inputs(x, gate_x, gate_a)
     if chunked is None:
-        chunked = choose_chunked(x.shape[1], x.shape[2], x.device)
+        schedule = choose_schedule(*x.shape, x.element_size(), x.device)
+    else:
+        schedule = Schedule(forward_chunked=chunked, backward_chunked=chunked)
     # softplus of a [D] parameter: cheap in PyTorch, and autograd carries it back to a_param.
     w = -c * F.softplus(a_param.float())
-    return RGLRUTritonFunction.apply(x, gate_x, gate_a, w, reset, initial_state, chunked)
+    return RGLRUTritonFunction.apply(x, gate_x, gate_a, w, reset, initial_state, schedule)
