@@ -1,0 +1,99 @@
+"""What each rank runs in the Bridge tests (launched by tests/parallel/harness.launch)."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from tests.bridge.te_stand_in import import_bridge
+
+
+def _bridge_model(bridge, tp: int, load_weights: bool = True):
+    """(provider, model chunks) of this rank, built by Bridge's own provider route."""
+    provider = bridge.to_megatron_provider(load_weights=load_weights)
+    provider.tensor_model_parallel_size = tp
+    return provider, provider.provide_distributed_model(wrap_with_ddp=False,
+                                                        use_cpu_initialization=True)
+
+
+def _full_logits(model, input_ids, position_ids) -> torch.Tensor:
+    from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
+
+    with torch.no_grad():
+        logits = model.eval()(input_ids, position_ids)  # [B, T, V / tp]
+    return gather_from_tensor_model_parallel_region(logits)
+
+
+def round_trips(cases: List[Tuple[str, str, str]], tp: int, input_ids, position_ids) -> Dict:
+    """For each (name, HF dir, output dir): AutoBridge HF -> Megatron (logits of the given
+    tokens, gathered) -> save_hf_pretrained. Also the models Bridge lists."""
+    import_bridge()
+    from megatron.bridge import AutoBridge
+
+    from griffin_megatron.compat.megatron_bridge import conversion_on_cpu
+    from tests.parallel.harness import use_layout
+
+    use_layout({"tp": tp})
+    results = {"supported": AutoBridge.list_supported_models()}
+    with conversion_on_cpu():
+        for name, hf_dir, out_dir in cases:
+            bridge = AutoBridge.from_hf_pretrained(hf_dir)
+            provider, model = _bridge_model(bridge, tp)
+            results[name] = dict(
+                logits=_full_logits(model[0], input_ids, position_ids),
+                provider=type(provider).__name__,
+                model=type(model[0]).__name__,
+            )
+            bridge.save_hf_pretrained(model, out_dir, show_progress=False)
+    return results
+
+
+def replicated_mapping_broadcast(fixed: bool) -> Optional[str]:
+    """Bridge's ReplicatedMapping.hf_to_megatron of a norm weight at this tensor-parallel size,
+    with or without griffin_megatron's fix: the error it raises, or None when every rank got
+    rank 0's tensor."""
+    import contextlib
+
+    import_bridge()
+    from megatron.bridge.models.conversion.param_mapping import ReplicatedMapping
+
+    from griffin_megatron.compat.megatron_bridge import conversion_on_cpu
+    from tests.parallel.harness import use_layout
+
+    use_layout({"tp": torch.distributed.get_world_size()})
+    norm = torch.nn.LayerNorm(8)
+    rank = torch.distributed.get_rank()
+    mapping = ReplicatedMapping("decoder.final_layernorm.weight", "model.final_norm.weight")
+    with conversion_on_cpu() if fixed else contextlib.nullcontext():
+        try:
+            received = mapping.hf_to_megatron(torch.full((8,), float(rank + 1)), norm)
+        except Exception as error:  # the unfixed call fails: report it to the test
+            return f"{type(error).__name__}: {error}"
+    return None if torch.equal(received, torch.ones(8)) else f"rank {rank} got {received}"
+
+
+def export_training_checkpoint(checkpoint: str, out_dir: str) -> List[str]:
+    """A `griffin-megatron train` checkpoint opened through Bridge (a provider made from the
+    checkpoint's architecture as an HF config, our loader filling its model) and exported with
+    Bridge's save_hf_pretrained. Returns the provider's and model's class names."""
+    import_bridge()
+    from megatron.bridge import AutoBridge
+
+    from griffin_megatron.checkpoint.model import load_model_checkpoint
+    from griffin_megatron.checkpoint.record import (
+        config_from_record,
+        read_model_record,
+        resolve_checkpoint_dir,
+    )
+    from griffin_megatron.interop.hf_mapping import hf_config_from_architecture
+    from tests.parallel.harness import use_layout
+
+    use_layout()
+    checkpoint = resolve_checkpoint_dir(checkpoint)
+    config = config_from_record(read_model_record(checkpoint))
+    bridge = AutoBridge.from_hf_config(hf_config_from_architecture(config))
+    provider, model = _bridge_model(bridge, tp=1, load_weights=False)
+    load_model_checkpoint(model, checkpoint)
+    bridge.save_hf_pretrained(model, out_dir, show_progress=False)
+    return [type(provider).__name__, type(model[0]).__name__]
