@@ -49,12 +49,10 @@ def round_trips(cases: List[Tuple[str, str, str]], tp: int, input_ids, position_
     return results
 
 
-def replicated_mapping_broadcast(fixed: bool) -> Optional[str]:
-    """Bridge's ReplicatedMapping.hf_to_megatron of a norm weight at this tensor-parallel size,
-    with or without griffin_megatron's fix: the error it raises, or None when every rank got
-    rank 0's tensor."""
-    import contextlib
-
+def replicated_mapping_broadcasts() -> Dict[str, Optional[str]]:
+    """Bridge's ReplicatedMapping.hf_to_megatron of a norm weight over this tensor-parallel
+    group, without and with griffin_megatron's fix: for each, the error it raised, or None when
+    every rank received rank 0's tensor; and whether the fix was undone after its block."""
     import_bridge()
     from megatron.bridge.models.conversion.param_mapping import ReplicatedMapping
 
@@ -62,15 +60,22 @@ def replicated_mapping_broadcast(fixed: bool) -> Optional[str]:
     from tests.parallel.harness import use_layout
 
     use_layout({"tp": torch.distributed.get_world_size()})
-    norm = torch.nn.LayerNorm(8)
     rank = torch.distributed.get_rank()
-    mapping = ReplicatedMapping("decoder.final_layernorm.weight", "model.final_norm.weight")
-    with conversion_on_cpu() if fixed else contextlib.nullcontext():
+    original = ReplicatedMapping.hf_to_megatron
+
+    def broadcast() -> Optional[str]:
+        mapping = ReplicatedMapping("decoder.final_layernorm.weight", "model.final_norm.weight")
         try:
-            received = mapping.hf_to_megatron(torch.full((8,), float(rank + 1)), norm)
-        except Exception as error:  # the unfixed call fails: report it to the test
+            received = mapping.hf_to_megatron(torch.full((8,), rank + 1.0), torch.nn.LayerNorm(8))
+        except Exception as error:  # reported to the test, which expects it without the fix
             return f"{type(error).__name__}: {error}"
-    return None if torch.equal(received, torch.ones(8)) else f"rank {rank} got {received}"
+        return None if torch.equal(received, torch.ones(8)) else f"rank {rank} got {received}"
+
+    unfixed = broadcast()
+    with conversion_on_cpu():
+        fixed = broadcast()
+    return dict(unfixed=unfixed, fixed=fixed,
+                restored=ReplicatedMapping.hf_to_megatron is original)
 
 
 def export_training_checkpoint(checkpoint: str, out_dir: str) -> List[str]:
