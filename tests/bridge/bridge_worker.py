@@ -9,10 +9,13 @@ import torch
 from tests.bridge.te_stand_in import import_bridge
 
 
-def _bridge_model(bridge, tp: int, load_weights: bool = True):
-    """(provider, model chunks) of this rank, built by Bridge's own provider route."""
+def _bridge_model(bridge, tp: int, load_weights: bool = True, **fields):
+    """(provider, model chunks) of this rank, built by Bridge's own provider route; `fields`
+    set on the provider first."""
     provider = bridge.to_megatron_provider(load_weights=load_weights)
     provider.tensor_model_parallel_size = tp
+    for name, value in fields.items():
+        setattr(provider, name, value)
     return provider, provider.provide_distributed_model(wrap_with_ddp=False,
                                                         use_cpu_initialization=True)
 
@@ -92,13 +95,18 @@ def export_training_checkpoint(checkpoint: str, out_dir: str) -> List[str]:
         resolve_checkpoint_dir,
     )
     from griffin_megatron.interop.hf_mapping import hf_config_from_architecture
+    from griffin_megatron.interop.megatron_bridge import HF_ARCHITECTURE
     from tests.parallel.harness import use_layout
 
     use_layout()
     checkpoint = resolve_checkpoint_dir(checkpoint)
     config = config_from_record(read_model_record(checkpoint))
-    bridge = AutoBridge.from_hf_config(hf_config_from_architecture(config))
-    provider, model = _bridge_model(bridge, tp=1, load_weights=False)
+    # Bridge picks its bridge by the config's `architectures`, which a bare config lacks.
+    hf_config = hf_config_from_architecture(config, architectures=[HF_ARCHITECTURE])
+    bridge = AutoBridge.from_hf_config(hf_config)
+    # The training length is no HF config field; the checkpoint's record has it.
+    provider, model = _bridge_model(bridge, tp=1, load_weights=False,
+                                    seq_length=config.seq_length)
     load_model_checkpoint(model, checkpoint)
     bridge.save_hf_pretrained(model, out_dir, show_progress=False)
     return [type(provider).__name__, type(model[0]).__name__]
