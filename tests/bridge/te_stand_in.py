@@ -25,7 +25,11 @@ import importlib.util
 import sys
 import types
 
-STAND_IN_MODULES = ("transformer_engine", "transformer_engine.pytorch", "transformer_engine.pytorch.ops")
+STAND_IN_MODULES = (
+    "transformer_engine",
+    "transformer_engine.pytorch",
+    "transformer_engine.pytorch.ops",
+)
 
 
 def bridge_installed() -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, List, Optional
 
+import torch
 from megatron.bridge.training.config import (
     CheckpointConfig,
     ConfigContainer,
@@ -99,8 +100,6 @@ def pretrain_config(
     seq_length = recipe["seq-length"]
     distributed_optimizer = bool(recipe.get("use-distributed-optimizer", False))
     output_dir = output_dir or os.path.join(os.getcwd(), "nemo_experiments", recipe_name)
-
-    import torch
 
     architecture = {**preset_architecture(recipe["preset"]), **architecture_overrides(recipe)}
     dtype = torch.bfloat16 if bf16 else torch.float32
