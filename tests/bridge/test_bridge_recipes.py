@@ -1,7 +1,8 @@
 """The Bridge recipe functions: one per shipped YAML recipe, each a ConfigContainer that passes
 Bridge's ConfigContainer.validate() at the cluster size its YAML states, carrying that YAML's
-sizes, layout and schedule; a recipe key without a Bridge counterpart is refused by name. Bridge
-is imported in a subprocess (tests/bridge/validate_recipes.py)."""
+sizes, layout and schedule; a recipe key without a Bridge counterpart is refused by name. Also
+GriffinModelProvider's Bridge conventions. Bridge is imported in a subprocess
+(tests/bridge/validate_recipes.py)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,13 @@ def test_a_key_without_a_bridge_counterpart_is_refused_by_name(validated):
     refusal = validated["refusal"]
     assert refusal is not None and "'tensorboard-dir'" in refusal, refusal
     assert len(refusal.splitlines()) == 1
+
+
+def test_provider_defers_validation_to_finalize(validated):
+    provider = validated["provider"]
+    assert provider["constructed_unchecked"]
+    assert provider["finalize_error"] is not None and "'X'" in provider["finalize_error"]
+
+
+def test_provider_copies_share_process_groups(validated):
+    assert validated["provider"]["groups_shared"] and validated["provider"]["fields_copied"]

@@ -1,6 +1,8 @@
 """Run as a script: builds every Bridge recipe function's ConfigContainer and validates it with
 WORLD_SIZE set to the GPU count of the cluster its YAML states, then builds one YAML recipe with a
-key Bridge has no counterpart for; prints one JSON object (tests/bridge/test_bridge_recipes.py)."""
+key Bridge has no counterpart for, and checks GriffinModelProvider's two Bridge conventions
+(deferred validation, deep copies sharing process groups); prints one JSON object
+(tests/bridge/test_bridge_recipes.py). One process, so Bridge is imported once for all of it."""
 
 from __future__ import annotations
 
@@ -39,7 +41,32 @@ def main(extra_recipe: str) -> dict:
         refusal = None
     except ConfigError as error:
         refusal = str(error)
-    return dict(recipes=results, refusal=refusal)
+    return dict(recipes=results, refusal=refusal, provider=provider_conventions())
+
+
+def provider_conventions() -> dict:
+    import copy
+
+    from griffin_megatron.errors import ConfigError
+    from griffin_megatron.interop.megatron_bridge import GriffinModelProvider
+    from griffin_megatron.presets import preset_architecture
+
+    broken = GriffinModelProvider(**{**preset_architecture("griffin-tiny"), "block_pattern": "RX"})
+    try:
+        broken.finalize()
+        finalize_error = None
+    except ConfigError as error:
+        finalize_error = str(error)
+    provider = GriffinModelProvider(**preset_architecture("griffin-tiny"))
+    provider._pg_collection = object()  # stands for live process groups
+    clone = copy.deepcopy(provider)
+    clone.num_layers += 1
+    return dict(
+        constructed_unchecked=broken.block_pattern == "RX",
+        finalize_error=finalize_error,
+        groups_shared=clone._pg_collection is provider._pg_collection,
+        fields_copied=clone.num_layers == provider.num_layers + 1,
+    )
 
 
 if __name__ == "__main__":
