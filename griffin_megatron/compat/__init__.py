@@ -14,6 +14,7 @@ absence of CUDA:
 | drop the uninformative "Unknown MLP type: ModuleSpec" warning per layer | `specs.py` | 0.16-0.17 |
 | `megatron.training` on a CPU (initialize, groups and RNG seeding without devices, CUDA RNG state, device architecture) | `megatron_training_cpu.py`, entered by the `pretrain()` entry script | no CUDA, 0.18+ |
 | `megatron.training` fixes (no `make` for compiled dataset helpers; `no_grad` in the dp-reshardable load) | `megatron_training_fixes.py`, same | 0.18-0.19 |
+| Megatron Bridge's `ReplicatedMapping` broadcasting on `torch.cuda.current_device()` | `megatron_bridge.py`, a block (`conversion_on_cpu()`) entered around a Bridge conversion | no CUDA, megatron-bridge 0.6 |
 
 Not installed but called where checkpoints are read: `common_state.py` reads the common state
 that 0.19 writes inside the torch_dist files on releases that look only for `common.pt` (0.16),
