@@ -73,7 +73,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         check_split_format(args.split)
     from ..evaluation.output_dir import check_output_dir
 
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite, _model_inputs(args))
+
+
+def _model_inputs(args: argparse.Namespace) -> list:
+    """The directories evaluate reads, which its --output-dir must stay apart from."""
+    return [("--load", args.load), ("--hf-dir", args.hf_dir)]
 
 
 def _checked_data(args: argparse.Namespace):
@@ -153,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         name = Path(args.load or args.hf_dir).name
         plot = None if args.no_plot else functools.partial(
             plot_loss_by_position, {name: result}, training_length=model.config.seq_length)
-        out = write_outputs(args.output_dir, result, args.overwrite, plot)
+        out = write_outputs(args.output_dir, result, args.overwrite, plot,
+                            _model_inputs(args))
         written = ", ".join(sorted(entry.name for entry in out.iterdir()))
         print(f"wrote {written} in {out}")
     return 0

@@ -12,24 +12,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 from ..checkpoint.atomic import atomic_directory
 from ..errors import OutputExistsError
-from ..output_paths import check_creatable_directory
+from ..output_paths import OutputKind, check_apart_from_inputs, check_creatable_directory
 
 JSON_NAME = "evaluation.json"
 PLOT_NAME = "evaluation.png"
-OUTPUT_NAMES = (JSON_NAME, PLOT_NAME)
+# The output_paths rule that every --overwrite follows: replace only what this command writes.
+EVALUATION = OutputKind(name="an evaluation's results", files=(JSON_NAME, PLOT_NAME),
+                        required=(JSON_NAME, PLOT_NAME))
 
 
-def check_output_dir(path: Union[str, Path], overwrite: bool) -> Path:
-    """The --output-dir to fill, or one sentence saying why it cannot be."""
+def check_output_dir(path: Union[str, Path], overwrite: bool,
+                     inputs: Sequence[Tuple[str, Optional[Union[str, Path]]]] = ()) -> Path:
+    """The --output-dir to fill, or one sentence saying why it cannot be. `inputs`: the
+    (option, path) pairs evaluate reads, which the output directory must stay apart from."""
     target = check_creatable_directory(path, "--output-dir")
+    check_apart_from_inputs(target, "--output-dir", inputs)
     if not target.is_dir():
         return target
     held = sorted(entry.name for entry in target.iterdir())
-    foreign = [name for name in held if name not in OUTPUT_NAMES]
+    foreign = EVALUATION.foreign_entries(target) if held else []
     if foreign:
         more = f" and {len(foreign) - 1} more entries" if len(foreign) > 1 else ""
         raise OutputExistsError(
@@ -45,10 +50,11 @@ def check_output_dir(path: Union[str, Path], overwrite: bool) -> Path:
 
 
 def write_outputs(path: Union[str, Path], result: dict, overwrite: bool,
-                  plot: Optional[Callable[[Path], None]] = None) -> Path:
+                  plot: Optional[Callable[[Path], None]] = None,
+                  inputs: Sequence[Tuple[str, Optional[Union[str, Path]]]] = ()) -> Path:
     """evaluation.json (and evaluation.png, drawn by `plot(path)`) as the new contents of
     `path`. The directory is checked again here: it may have changed during the evaluation."""
-    target = check_output_dir(path, overwrite)
+    target = check_output_dir(path, overwrite, inputs)
     with atomic_directory(target, replace=True) as staging:
         with open(staging / JSON_NAME, "w") as out:
             json.dump(result, out, indent=2)

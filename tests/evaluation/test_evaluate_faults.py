@@ -97,6 +97,16 @@ def test_overwrite_never_replaces_a_directory_of_other_files(models, text, tmp_p
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+def test_output_dir_inside_the_checkpoint_is_refused(models, text, tmp_path):
+    """The --overwrite rule of every command: an output never is, holds or lies inside an input."""
+    _, ckpt = models
+    before = sorted(p.name for p in ckpt.iterdir())
+    done = _evaluate("--load", ckpt, "--text-files", text, "--seq-length", "32",
+                     "--output-dir", ckpt / "results", "--no-plot", "--overwrite", cwd=tmp_path)
+    _one_sentence(done, "--output-dir", "lies inside --load")
+    assert sorted(p.name for p in ckpt.iterdir()) == before
+
+
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys")
 def test_output_dir_that_cannot_be_created(models, text, tmp_path):
     _, ckpt = models
