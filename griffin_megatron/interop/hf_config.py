@@ -272,4 +272,6 @@ def hf_config_from_architecture(config: GriffinConfig, **extra):
     else:
         kwargs["rope_theta"] = float(config.rotary_base)
         kwargs["partial_rotary_factor"] = float(config.rotary_percent)
+    # What transformers' Auto classes and Megatron Bridge's AutoBridge pick the model class by.
+    kwargs.setdefault("architectures", ["RecurrentGemmaForCausalLM"])
     return RecurrentGemmaConfig(**kwargs)

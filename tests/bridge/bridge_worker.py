@@ -94,15 +94,14 @@ def export_training_checkpoint(checkpoint: str, out_dir: str) -> List[str]:
         read_model_record,
         resolve_checkpoint_dir,
     )
-    from griffin_megatron.interop.hf_mapping import hf_config_from_architecture
-    from griffin_megatron.interop.megatron_bridge import HF_ARCHITECTURE
+    from griffin_megatron.interop.hf_config import hf_config_from_architecture
     from tests.parallel.harness import use_layout
 
     use_layout()
     checkpoint = resolve_checkpoint_dir(checkpoint)
     config = config_from_record(read_model_record(checkpoint))
-    # Bridge picks its bridge by the config's `architectures`, which a bare config lacks.
-    hf_config = hf_config_from_architecture(config, architectures=[HF_ARCHITECTURE])
+    # Bridge picks its bridge by the config's `architectures`, which our export writes.
+    hf_config = hf_config_from_architecture(config)
     bridge = AutoBridge.from_hf_config(hf_config)
     # The training length is no HF config field; the checkpoint's record has it.
     provider, model = _bridge_model(bridge, tp=1, load_weights=False,

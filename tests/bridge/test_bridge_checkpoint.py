@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig
 
-from griffin_megatron.interop.hf_mapping import architecture_from_hf_config
+from griffin_megatron.interop.hf_config import architecture_from_hf_config
 from tests.bridge.bridge_worker import export_training_checkpoint
 from tests.parallel.harness import launch
 from tests.training.corpus import documents, write_jsonl

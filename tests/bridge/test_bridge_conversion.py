@@ -1,5 +1,5 @@
 """HF RecurrentGemma -> Megatron (GriffinModel) -> HF through Megatron Bridge's AutoBridge, at
-tensor-parallel sizes 1 and 2 (gloo), for a Griffin and a Hawk: every exported tensor equals the
+tensor-parallel sizes 1 and 2 (gloo), for a Griffin, a Hawk and an untied Griffin with a relu MLP: every exported tensor equals the
 HF original and the Megatron logits equal HF's. Each size is one launch of workers that import
 Bridge (tests/bridge/bridge_worker.py); the references are the HF models in this process."""
 
@@ -15,7 +15,13 @@ from tests.bridge.bridge_worker import round_trips
 from tests.model.hf_models import GRIFFIN, HAWK, hf_logits, make_hf_model, relative_error
 from tests.parallel.harness import launch
 
-ARCHITECTURES = {"griffin": GRIFFIN, "hawk": HAWK}
+ARCHITECTURES = {
+    "griffin": GRIFFIN,
+    "hawk": HAWK,
+    # config.json fields beyond the defaults that the converter honours (interop/hf_config.py):
+    # its own lm_head (Megatron's untied output layer) and another MLP activation.
+    "griffin-untied-relu": dict(GRIFFIN, tie_word_embeddings=False, hidden_activation="relu"),
+}
 MEASURED = {}
 
 

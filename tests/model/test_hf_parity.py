@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from megatron.core.packed_seq_params import PackedSeqParams
@@ -105,6 +107,9 @@ def test_hf_to_ours_to_hf_round_trip_is_bit_exact(tmp_path):
     assert original.keys() == exported.keys()
     for name, tensor in original.items():
         assert torch.equal(tensor, exported[name]), name
+    # The model class that transformers' Auto classes and Megatron Bridge's AutoBridge pick.
+    written = json.loads((tmp_path / "exported" / "config.json").read_text())
+    assert written["architectures"] == ["RecurrentGemmaForCausalLM"]
     input_ids = torch.randint(0, hf.config.vocab_size, (1, 12))
     assert torch.equal(hf_logits(hf, input_ids), hf_logits(again, input_ids))
 

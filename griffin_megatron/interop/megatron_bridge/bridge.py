@@ -12,7 +12,7 @@ from megatron.bridge.models.conversion.mapping_registry import MegatronMappingRe
 from megatron.bridge.models.conversion.model_bridge import MegatronModelBridge
 
 from ...model import GriffinModel
-from ..hf_mapping import architecture_from_hf_config, hf_config_from_architecture
+from ..hf_config import architecture_from_hf_config, hf_config_from_architecture
 from .mappings import griffin_mapping_registry, register_module_types
 from .provider import GriffinModelProvider
 
@@ -50,7 +50,9 @@ class RecurrentGemmaBridge(MegatronModelBridge):
     def mapping_registry(self) -> MegatronMappingRegistry:
         return griffin_mapping_registry()
 
-    def _share_embeddings_and_output_weights(self, model_config) -> bool:
-        # GriffinModel always ties the output layer to the embedding (as HF RecurrentGemma
-        # does): Bridge then neither exports nor expects an `lm_head.weight`.
-        return True
+    def _get_tied_output_hf_name(self, task, mapping_registry):
+        # HF RecurrentGemma never stores a tied lm_head (transformers drops tied weights when
+        # saving and ties them when loading), while Bridge (model_bridge.py, 0.6) writes the
+        # embedding a second time as lm_head.weight when it exports a tied model from a bare
+        # config. An untied model's lm_head is its own tensor (OUTPUT_ROW) and is exported.
+        return None

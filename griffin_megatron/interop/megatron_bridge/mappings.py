@@ -37,6 +37,7 @@ from ..hf_mapping import (
     FINAL_NORM_ROW,
     MLP_ROWS,
     NORM_ROWS,
+    OUTPUT_ROW,
     QKV_GROUPS,
     SAME,
     STACKED_HALVES,
@@ -133,6 +134,9 @@ def bridge_rows() -> Iterator[Row]:
     for ours, hf, transform in MLP_ROWS:
         yield f"decoder.layers.*.{ours}", tuple(f"model.layers.*.{n}" for n in hf), transform
     yield FINAL_NORM_ROW
+    # An untied output layer (tie_word_embeddings false); for a tied model Bridge leaves
+    # output_layer out of its tasks (model_bridge.py: embeddings_are_tied).
+    yield OUTPUT_ROW
 
 
 def griffin_mapping_registry() -> MegatronMappingRegistry:
@@ -140,7 +144,7 @@ def griffin_mapping_registry() -> MegatronMappingRegistry:
     mappings = []
     for ours, hf, transform in bridge_rows():
         if transform not in MAPPING_FOR_TRANSFORM:
-            raise NotImplementedError(
+            raise LookupError(
                 f"hf_mapping's transform {transform.name!r} (for {ours}) has no Bridge mapping; "
                 "add one to MAPPING_FOR_TRANSFORM in interop/megatron_bridge/mappings.py."
             )
