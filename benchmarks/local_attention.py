@@ -260,6 +260,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{size['head_dim']}, {size['documents']} documents per row; median of {repeats}")
     text = table(rows, header)
     print(text)
+    # gpu_validate.sh's summary cell: forward time and peak memory of each implementation run.
+    print("RESULT: " + ", ".join(
+        f"{r['name'].split(',')[0]} {_format(r['fwd_ms'])} ms / {_format(r['fwd_mib'], 0)} MiB"
+        for r in rows if r["fwd_ms"] is not None))
     if args.markdown:
         with open(args.markdown, "a") as handle:
             handle.write(text + "\n\n")

@@ -135,6 +135,7 @@ def main(argv=None) -> int:
             "|---|---|---|---|---|---|---|---|---|"]
     print(title)
     print("\n".join(rows))
+    headline = []  # gpu_validate.sh's summary cell: the schedule the rule picks, per shape/pass
     for label, T, B, D in shapes:
         inputs = make_inputs(T, B, D, dtype, device)
         for variant, chunked in variants:
@@ -164,10 +165,14 @@ def main(argv=None) -> int:
                        f"{gbps:.3g} | {fraction} |")
                 rows.append(row)
                 print(row, flush=True)
+                if variant == "auto":
+                    headline.append(f"{label} {pass_name} {gbps:.3g} GB/s"
+                                    + (f" ({fraction}% HBM)" if peak else ""))
         del inputs
     footer = ("GB/s: the ideal fused kernel's bytes (fwd 4, bwd 8 tensors of T*B*D) per second; "
               "* the schedule rglru_triton(chunked=None) picks.")
     print(footer)
+    print("RESULT: " + ", ".join(headline))
     if args.markdown:
         with open(args.markdown, "a") as f:
             f.write(f"\n{title}\n\n" + "\n".join(rows) + f"\n\n{footer}\n")

@@ -23,10 +23,15 @@ def has_agreed_cli(script: Path) -> bool:
 
 
 def table_rows(text: str) -> dict:
-    rows = {}
+    """The summary table's rows by step number (the steps' own tables follow it)."""
+    rows, inside = {}, False
     for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and cells[0][:1].isdigit():
+        if line.startswith("| step |"):
+            inside = True
+        elif inside and not line.startswith("|"):
+            break
+        elif inside and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
             rows[cells[0]] = cells
     return rows
 
