@@ -54,7 +54,8 @@ def local_attention(
 
     if Tk <= Bq + W - 1:
         # One block: every query can reach every key, so a dense [Tq, Tk] mask is at most Bq x 2W.
-        rel = (P + torch.arange(Tq, device=q.device)).unsqueeze(1) - torch.arange(Tk, device=q.device)
+        query_index = P + torch.arange(Tq, device=q.device)
+        rel = query_index.unsqueeze(1) - torch.arange(Tk, device=q.device)
         allowed = ((rel >= 0) & (rel < W)).unsqueeze(0)  # [1, Tq, Tk]
         if tokens_since_start is not None:
             allowed = allowed & (rel.unsqueeze(0) <= tokens_since_start.t().unsqueeze(-1))
