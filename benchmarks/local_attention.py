@@ -111,7 +111,7 @@ def _implementations(size, device, seq, scale, compile_flex: bool) -> List[tuple
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from griffin_megatron.modules.flex_attention import flex_local_attention, local_attention_mask
-    from griffin_megatron.modules.local_attention import local_attention
+    from griffin_megatron.modules.blocked_attention import local_attention
 
     window, since = size["window"], seq.tokens_since_start
 

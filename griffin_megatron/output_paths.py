@@ -160,6 +160,13 @@ def check_apart_from_inputs(
         )
 
 
+def same_directory(a: Optional[PathLike], b: Optional[PathLike]) -> bool:
+    """Both paths are given and name one directory (user-expanded, symlinks resolved)."""
+    if a is None or b is None:
+        return False
+    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+
+
 def check_creatable_file(path: Union[str, Path], option: str) -> Path:
     """`path` names a file (or, for a prefix, files beside it) that can be written: it is not a
     directory and its directory exists or can be created. Returns the path, user-expanded."""

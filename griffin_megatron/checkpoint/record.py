@@ -30,6 +30,9 @@ MODEL_RECORD = "griffin_model.json"
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 FILES_KEY = "files"  # {file name: {"size", "sha256"}} of every other file of the checkpoint
 FORMAT_VERSION = 1
+# Megatron-LM's pretrain() entry (griffin_megatron.megatron_training) saves the record as this
+# attribute of the run's args, in every checkpoint's common.pt.
+RECORD_ARG = "griffin_model_record"
 
 ARCHITECTURE_FIELDS = (
     "block_pattern",
@@ -82,8 +85,6 @@ def megatron_training_record(directory: Union[str, Path]) -> Optional[dict]:
     (griffin_megatron.megatron_training): Megatron-LM keeps the run's arguments in the
     checkpoint's common state, and our entry point adds the record to them. None for any other
     directory."""
-    from ..megatron_training.arguments import RECORD_ARG
-
     if not dist_checkpointing.check_is_distributed_checkpoint(str(directory)):
         return None
     common = compat.common_state.load_common_state(directory)

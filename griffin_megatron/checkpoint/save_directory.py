@@ -11,8 +11,7 @@ from typing import Optional
 import torch.distributed as dist
 
 from ..errors import CheckpointError, OutputExistsError
-from ..output_paths import check_creatable_directory
-from ..training.arguments import same_directory
+from ..output_paths import check_creatable_directory, same_directory
 from .lock import SaveDirectoryLock, remove_stale_staging
 from .record import LATEST_FILE, MODEL_RECORD
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..modules.blocked_attention import local_attention
 from ..modules.conv1d import causal_depthwise_conv1d
 from ..modules.flex_attention import flex_local_attention
-from ..modules.local_attention import local_attention
 from ..sequence import GriffinSequenceParams
 from .halo import conv_halo, key_value_halo
 from .rglru_scan import rglru_across_ranks

@@ -26,7 +26,7 @@ import math
 import torch
 from megatron.core.model_parallel_config import ModelParallelConfig
 
-from ..checkpoint.record import model_record
+from ..checkpoint.record import RECORD_ARG, model_record
 from ..config import GriffinConfig
 from ..device import gradient_accumulation_fusion, run_settings
 from ..errors import ConfigError
@@ -52,7 +52,6 @@ GRIFFIN_ARCHITECTURE_OPTIONS = {
 # TransformerConfig run settings (not architecture) taken from Megatron-LM's options as well.
 RUN_FIELDS = ("recompute_granularity", "recompute_method", "recompute_num_layers",
               "calculate_per_token_loss")
-RECORD_ARG = "griffin_model_record"  # saved with the args in every checkpoint's common.pt
 
 
 def add_griffin_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

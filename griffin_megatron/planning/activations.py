@@ -64,7 +64,7 @@ Term = Tuple[str, float]
 
 FP32 = 4
 RGLRU_STATE_TILE = 64  # time steps between the Triton kernels' fp32 state checkpoints
-MIN_QUERY_BLOCK = 64  # local_attention.MIN_BLOCK
+MIN_QUERY_BLOCK = 64  # blocked_attention.MIN_BLOCK
 
 
 @dataclass(frozen=True)

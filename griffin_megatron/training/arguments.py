@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional
 
 from .. import options
 from ..errors import ConfigError, InputFileError, MissingDependencyError
-from ..output_paths import check_creatable_directory
+from ..output_paths import check_creatable_directory, same_directory
 
 EXPLICIT = "_explicit"  # the set of dests the user gave on the command line
 
@@ -108,12 +108,6 @@ def finalize_arguments(args: argparse.Namespace) -> bool:
             args.lr_warmup_iters = args.train_iters // 10
     check_arguments(args)
     return default_run
-
-
-def same_directory(a: Optional[str], b: Optional[str]) -> bool:
-    if a is None or b is None:
-        return False
-    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
 
 
 def world_size() -> int:

@@ -17,7 +17,7 @@ from megatron.core.packed_seq_params import PackedSeqParams
 from griffin_megatron.checkpoint.record import architecture_dict
 from griffin_megatron.errors import ConfigError
 from griffin_megatron.modules.flex_attention import flex_local_attention, local_attention_mask
-from griffin_megatron.modules.local_attention import local_attention
+from griffin_megatron.modules.blocked_attention import local_attention
 from griffin_megatron.sequence import build_sequence_params
 
 from tests.model.hf_models import hf_logits, make_hf_model, relative_error

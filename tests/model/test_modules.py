@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from griffin_megatron.modules.conv1d import causal_depthwise_conv1d
-from griffin_megatron.modules.local_attention import local_attention
+from griffin_megatron.modules.blocked_attention import local_attention
 from griffin_megatron.sequence import build_sequence_params
 
 
