@@ -4,7 +4,7 @@ sentence whichever command meets them."""
 
 import pytest
 import torch
-from tiny_checkpoint import convert_to_checkpoint, write_hf_dir
+from tiny_checkpoint import write_hf_and_checkpoint
 
 from griffin_megatron.cli.main import main
 from griffin_megatron.errors import ConfigError
@@ -14,10 +14,7 @@ from griffin_megatron.loading import load_model
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """(HF directory, the griffin-megatron checkpoint converted from it)."""
-    root = tmp_path_factory.mktemp("sources")
-    write_hf_dir(root / "hf")
-    convert_to_checkpoint(root / "hf", root / "ckpt")
-    return root / "hf", root / "ckpt"
+    return write_hf_and_checkpoint(tmp_path_factory.mktemp("sources"))
 
 
 @pytest.mark.parametrize("dtype, torch_dtype", [("fp32", torch.float32),
