@@ -214,14 +214,18 @@ def global_batch_size(args: argparse.Namespace, world: int) -> int:
     return args.micro_batch_size * data_parallel
 
 
-def add_to_parser(parser: argparse.ArgumentParser) -> None:
-    """One argparse argument per row, in groups, with the row's default and help."""
+def add_to_parser(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """One argparse argument per row, in groups, with the row's help and default. With
+    `defaults=False` an option the command line does not give stays out of the namespace
+    (argparse.SUPPRESS), which tells a typed value from an equal default; the caller then
+    applies `defaults()` itself."""
     groups: Dict[str, argparse._ArgumentGroup] = {}
     for option in OPTIONS:
         group = groups.get(option.group) or groups.setdefault(
             option.group, parser.add_argument_group(option.group)
         )
-        kwargs: Dict[str, Any] = dict(default=option.default, help=option.help)
+        default = option.default if defaults else argparse.SUPPRESS
+        kwargs: Dict[str, Any] = dict(default=default, help=option.help)
         if option.kind is bool:
             kwargs["action"] = "store_true"
         elif option.kind is list:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# dtype names -> torch dtype attribute (torch is imported only when the command runs)
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+from ..dtypes import DTYPES, torch_dtype
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,12 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     to_hf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
-def _dtype(name):
-    import torch
-
-    return getattr(torch, DTYPES[name])
-
-
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint.model import build_model_from_checkpoint, save_model_checkpoint
     from ..checkpoint.record import resolve_checkpoint_dir
@@ -41,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.direction == "hf-to-mcore":
         check_output_directory(args.out, "--out", args.overwrite, replaces=CHECKPOINT,
                                inputs=[("--hf-dir", args.hf_dir)])
-        model = from_hf(args.hf_dir, params_dtype=_dtype(args.dtype))
+        model = from_hf(args.hf_dir, params_dtype=torch_dtype(args.dtype))
         out = save_model_checkpoint(
             model,
             args.out,
@@ -59,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         out = to_hf(
             model,
             args.out,
-            dtype=_dtype(args.dtype) if args.dtype else None,
+            dtype=torch_dtype(args.dtype) if args.dtype else None,
             tokenizer_dir=find_tokenizer_dir(ckpt),
             overwrite=args.overwrite,
         )

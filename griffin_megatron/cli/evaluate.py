@@ -18,6 +18,7 @@ import functools
 import os
 from pathlib import Path
 
+from ..dtypes import MODEL_DTYPES
 from ..errors import ConfigError
 from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of an earlier evaluation in --output-dir")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="parameter dtype")
+    parser.add_argument("--dtype", choices=MODEL_DTYPES, default="fp32", help="parameter dtype")
     parser.add_argument("--tensor-parallel-size", type=int, default=None,
                         help="default: every launched process (WORLD_SIZE)")
     parser.add_argument("--pipeline-parallel-size", type=int, default=1,
@@ -118,10 +119,10 @@ def run(args: argparse.Namespace) -> int:
         from ..evaluation.report import import_pyplot
 
         import_pyplot()  # fail before the evaluation, not after it
-    from ..evaluation.loading import load_model
     from ..evaluation.output_dir import write_outputs
     from ..evaluation.perplexity import evaluate_sequences
     from ..evaluation.report import format_table, plot_loss_by_position, summary
+    from ..loading import load_model
 
     tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
     model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,

@@ -14,10 +14,9 @@ import argparse
 import os
 import sys
 
+from ..dtypes import MODEL_DTYPES
 from ..errors import ConfigError
 from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
-
-DTYPES = ("fp32", "bf16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,32 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="1 keeps all tokens")
     parser.add_argument("--seed", type=int, default=None, help="seed for sampling")
     parser.add_argument("--ignore-eos", action="store_true", help="do not stop at end-of-sequence")
-    parser.add_argument("--dtype", choices=DTYPES, default="fp32", help="parameter dtype")
+    parser.add_argument("--dtype", choices=MODEL_DTYPES, default="fp32", help="parameter dtype")
     parser.add_argument("--tensor-parallel-size", type=int, default=None,
                         help="default: every launched process (WORLD_SIZE)")
     parser.add_argument("--local-attention", choices=LOCAL_ATTENTION_CHOICES, default="auto",
                         help=LOCAL_ATTENTION_HELP + "; decoding steps always attend to the "
                         "cached window with SDPA")
-
-
-def _load_model(args, tensor_parallel: int):
-    import torch
-
-    from ..runtime import ensure_initialized
-
-    ensure_initialized(tensor_model_parallel_size=tensor_parallel)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    parallel = dict(tensor_model_parallel_size=tensor_parallel,
-                    local_attention_impl=args.local_attention)
-    if args.hf_dir:
-        from ..interop.hf import from_hf
-
-        return from_hf(args.hf_dir, params_dtype=dtype, **parallel)
-    from ..checkpoint.model import build_model_from_checkpoint
-
-    return build_model_from_checkpoint(
-        args.load, params_dtype=dtype, bf16=dtype == torch.bfloat16, **parallel
-    ).eval()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     tokenizer = load_generation_tokenizer(
         model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
-    model = _load_model(args, tensor_parallel)
+    from ..loading import load_model
+
+    model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,
+                       local_attention=args.local_attention)
 
     import torch.distributed as dist
 

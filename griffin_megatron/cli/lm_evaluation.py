@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from ..dtypes import MODEL_DTYPES
 from ..errors import ConfigError, DataError, InputFileError, MissingDependencyError
 from ..options import LOCAL_ATTENTION_CHOICES, LOCAL_ATTENTION_HELP
 from ..output_paths import check_creatable_file
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--chunk-tokens", type=int, default=1024, help="prefill chunk through the cache")
     parser.add_argument("--tokenizer", metavar="DIR", help="transformers tokenizer directory")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--dtype", choices=MODEL_DTYPES, default="fp32")
     parser.add_argument("--tensor-parallel-size", type=int, default=None,
                         help="default: every launched process (WORLD_SIZE)")
     parser.add_argument("--output-path", default=None, help="write lm-eval's results here as JSON")
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     check_task_data(tasks, task_manager)
 
     from ..evaluation.lm_eval_model import GriffinMegatronLM
-    from ..evaluation.loading import load_model
+    from ..loading import load_model
 
     tensor_parallel = args.tensor_parallel_size or int(os.environ.get("WORLD_SIZE", "1"))
     model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,

@@ -33,14 +33,16 @@ from .versions import SUPPORTED, has_megatron_training, megatron_core_in, megatr
 
 logger = logging.getLogger(__name__)
 
-_applied: List[str] = []
+_applied: List[str] = []  # names of the pieces install() applied
+_installed = False  # whether install() has run, also when it applied nothing
 
 
 def install() -> List[str]:
     """Apply, once, every piece that this Megatron-Core release and machine need; returns their
     names. Idempotent."""
-    if _applied:
-        return list(_applied)
+    global _installed
+    if _installed:
+        return applied()
     from . import cpu, distributed_optimizer, specs
 
     if not megatron_core_in(*SUPPORTED):
@@ -55,13 +57,13 @@ def install() -> List[str]:
         _applied.append("CPU bridges")
     if specs.quiet_unknown_mlp_warning():
         _applied.append("quiet MLP-type warning")
-    _applied.append("")  # marks "ran", also when nothing applied
+    _installed = True
     return applied()
 
 
 def applied() -> List[str]:
     """Names of the pieces `install()` applied in this process."""
-    return [name for name in _applied if name]
+    return list(_applied)
 
 
 def cuda_requests_on_cpu():

@@ -113,7 +113,3 @@ def is_sharded(seq: Optional[PackedSeqParams]) -> bool:
     """Whether these sequence params describe a context-parallel shard."""
     return isinstance(seq, GriffinSequenceParams) and seq.context_parallel is not None
 
-
-def shard_of(seq: Optional[PackedSeqParams]) -> Optional[ContextParallelShard]:
-    return seq.context_parallel if is_sharded(seq) else None
-

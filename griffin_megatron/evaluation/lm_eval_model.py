@@ -29,7 +29,7 @@ from ..errors import InputFileError
 from ..generation.generate import generate, left_pad
 from .chunked import chunked_logits, chunked_token_losses
 from ..checkpoint.tokenizer_files import model_tokenizer_dir
-from .loading import load_model
+from ..loading import load_model
 
 MODEL_NAME = "griffin-megatron"
 

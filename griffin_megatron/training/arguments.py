@@ -4,8 +4,8 @@ recipe name or a YAML file) whose keys are the same names without the leading da
 Precedence: command line > --config file > the table's defaults (and, when no --data-path is
 given, the embedded default run's settings, see default_run.py).
 
-`finalize_arguments` merges those sources and checks everything that can be checked before any
-process group exists, each failure one sentence.
+`finalize_arguments` merges those sources (`merge_arguments`) and checks everything that can be
+checked before any process group exists, each failure one sentence.
 """
 
 from __future__ import annotations
@@ -13,34 +13,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Set
 
 from .. import options
 from ..errors import ConfigError, InputFileError, MissingDependencyError
 from ..output_paths import check_creatable_directory, same_directory
-
-EXPLICIT = "_explicit"  # the set of dests the user gave on the command line
-
-
-class _RecordExplicit(argparse.Action):
-    """Mixin: remember which options were given on the command line (so a --config file does
-    not override them, even when they equal the default)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        explicit = getattr(namespace, EXPLICIT, None)
-        if explicit is None:
-            explicit = set()
-            setattr(namespace, EXPLICIT, explicit)
-        explicit.add(self.dest)
-        super().__call__(parser, namespace, values, option_string)
-
-
-def _record_explicit(parser: argparse.ArgumentParser) -> None:
-    for action in parser._actions:
-        if action.option_strings and not isinstance(action, argparse._HelpAction):
-            action.__class__ = type(
-                f"Recorded{type(action).__name__}", (_RecordExplicit, type(action)), {}
-            )
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,12 +26,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="a shipped recipe name (e.g. griffin-14b) or a YAML file of options (keys are these "
         "option names without dashes); the command line overrides it",
     )
-    options.add_to_parser(parser)
-    _record_explicit(parser)
+    # Without argparse's defaults the parsed namespace holds only the options typed on the
+    # command line, so a --config file cannot override one that was typed with its default's
+    # value; merge_arguments applies the defaults.
+    options.add_to_parser(parser, defaults=False)
 
 
-def _option(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
+def typed_options(args: argparse.Namespace) -> Set[str]:
+    """The dests of the options given on the command line (before merge_arguments)."""
+    return {option.dest for option in options.OPTIONS if hasattr(args, option.dest)}
 
 
 def _data_path_list(value) -> List[str]:
@@ -68,44 +48,55 @@ def _data_path_list(value) -> List[str]:
     return [str(item) for item in value]
 
 
-def apply_config_file(args: argparse.Namespace) -> List[str]:
-    """Values of the --config file for every option not given on the command line; returns
-    the options the file set."""
+def apply_config_file(args: argparse.Namespace, typed: Set[str]) -> List[str]:
+    """Values of the --config file for every option not given on the command line (`typed`);
+    returns the options the file set."""
     if not args.config:
         return []
     from ..recipes import load_recipe
 
-    explicit = getattr(args, EXPLICIT, set())
     given = []
     # Recipe keys are the rows of `options`, so every key names an option of this parser.
     for key, value in load_recipe(args.config).items():
         dest = key.replace("-", "_")
         given.append(dest)
-        if dest not in explicit:
+        if dest not in typed:
             setattr(args, dest, value)
     return given
 
 
-def apply_defaults(args: argparse.Namespace, defaults: Dict[str, object], given: Iterable[str]) -> None:
-    """Set `defaults` for options neither on the command line nor in `given` (the config file)."""
-    explicit = getattr(args, EXPLICIT, set()) | set(given)
+def apply_defaults(args: argparse.Namespace, defaults: Dict[str, object],
+                   kept: Iterable[str]) -> None:
+    """Set `defaults` for the options not in `kept` (given on the command line or in the file)."""
+    kept = set(kept)
     for dest, value in defaults.items():
-        if dest not in explicit:
+        if dest not in kept:
             setattr(args, dest, value)
 
 
-def finalize_arguments(args: argparse.Namespace) -> bool:
-    """Merge the --config file and, without --data-path, the default run's settings into
-    `args`, then check them. Returns whether this is the embedded default run."""
-    given = apply_config_file(args)
+def merge_arguments(args: argparse.Namespace) -> bool:
+    """Complete `args` as parsed (the options typed on the command line) with, below them, the
+    --config file, then without --data-path the default run's settings, then the table's
+    defaults. Returns whether this is the embedded default run."""
+    typed = typed_options(args)
+    given = apply_config_file(args, typed)
+    apply_defaults(args, options.defaults(), typed | set(given))
     args.data_path = _data_path_list(args.data_path)
     default_run = args.data_path is None
     if default_run:
         from .default_run import SETTINGS
 
-        apply_defaults(args, SETTINGS, given)
+        apply_defaults(args, SETTINGS, typed | set(given))
         if args.lr_warmup_iters is None:
             args.lr_warmup_iters = args.train_iters // 10
+    return default_run
+
+
+def finalize_arguments(args: argparse.Namespace) -> bool:
+    """Merge the --config file and, without --data-path, the default run's settings into
+    `args` (merge_arguments), then check them. Returns whether this is the embedded default
+    run."""
+    default_run = merge_arguments(args)
     check_arguments(args)
     return default_run
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_checkpoint import convert_to_checkpoint, random_text, write_hf_dir
+from tiny_checkpoint import random_text, write_hf_and_checkpoint
 
 from griffin_megatron.cli.main import main
 
@@ -27,10 +27,7 @@ TIMEOUT = 240  # a hang is a failure, not a stuck CI job
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    write_hf_dir(root / "hf")
-    convert_to_checkpoint(root / "hf", root / "ckpt")
-    return root / "hf", root / "ckpt"
+    return write_hf_and_checkpoint(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

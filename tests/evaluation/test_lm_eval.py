@@ -30,7 +30,7 @@ def offline(monkeypatch):
 def models(tmp_path_factory):
     """A checkpoint and its HF export (griffin_megatron.to_hf) with the tokenizer beside it."""
     from griffin_megatron import to_hf
-    from griffin_megatron.evaluation.loading import load_model
+    from griffin_megatron.loading import load_model
 
     root = tmp_path_factory.mktemp("lm_eval")
     write_hf_dir(root / "source")

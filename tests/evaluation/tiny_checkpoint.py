@@ -57,3 +57,10 @@ def write_hf_dir(directory) -> None:
 
 def convert_to_checkpoint(hf_dir, ckpt) -> None:
     assert main(["convert", "hf-to-mcore", "--hf-dir", str(hf_dir), "--out", str(ckpt)]) == 0
+
+
+def write_hf_and_checkpoint(root) -> tuple:
+    """(HF directory, the checkpoint converted from it), written under `root`."""
+    write_hf_dir(root / "hf")
+    convert_to_checkpoint(root / "hf", root / "ckpt")
+    return root / "hf", root / "ckpt"

@@ -13,7 +13,13 @@ from griffin_megatron.cli.main import build_parser, main
 from griffin_megatron.config import GriffinConfigError
 from griffin_megatron.planning.plan import make_plan
 from griffin_megatron.recipes import RECIPE_KEYS
-from griffin_megatron.training.arguments import check_arguments, finalize_arguments
+from griffin_megatron.training.arguments import (
+    check_arguments,
+    finalize_arguments,
+    merge_arguments,
+    typed_options,
+)
+from griffin_megatron.training.default_run import SETTINGS
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -23,7 +29,12 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_args(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["train", "--data-path", "corpus", "--train-iters", "2", *argv])
+    """What `train` checks for this command line: parsed, then merged with the table's
+    defaults."""
+    args = build_parser().parse_args(["train", "--data-path", "corpus", "--train-iters", "2",
+                                      *argv])
+    merge_arguments(args)
+    return args
 
 
 def write_recipe(tmp_path, text: str):
@@ -39,7 +50,9 @@ def test_parser_and_recipe_keys_are_the_table_rows():
     for option in options.OPTIONS:
         action = by_dest[option.dest]
         assert action.option_strings == [option.flag]
-        assert action.default == option.default, option.name
+        # The parser leaves untyped options out, so a --config file can tell them from typed
+        # ones; merge_arguments gives them the row's default.
+        assert action.default is argparse.SUPPRESS, option.name
         assert action.help == option.help, option.name
         assert action.choices == option.choices, option.name
     assert len({option.name for option in options.OPTIONS}) == len(options.OPTIONS)
@@ -115,3 +128,29 @@ def test_plan_refuses_zero_gpus_in_one_sentence(capsys):
     error = capsys.readouterr().err.strip()
     assert error == ("griffin-megatron plan: error: the layout breaks rule 'gpus': the job has 0 "
                      "GPUs; it needs at least one.")
+
+
+def test_untyped_options_get_the_rows_defaults():
+    args = build_parser().parse_args(["train", "--data-path", "corpus", "--lr", "0.5"])
+    assert typed_options(args) == {"data_path", "lr"}
+    assert merge_arguments(args) is False
+    assert args.lr == 0.5
+    for option in options.OPTIONS:
+        if option.dest not in ("data_path", "lr"):
+            assert getattr(args, option.dest) == option.default, option.name
+
+
+def test_the_default_run_settings_sit_below_the_config_file_and_the_command_line(tmp_path):
+    """No --data-path: the default run's settings fill only what neither the command line nor
+    the file gave, also where the command line typed the table's default."""
+    recipe = write_recipe(tmp_path, "lr: 0.01\nnum-layers: 6\n")
+    typed_default = options.default("micro_batch_size")
+    assert typed_default != SETTINGS["micro_batch_size"]
+    args = build_parser().parse_args(["train", "--config", str(recipe), "--num-layers", "2",
+                                      "--micro-batch-size", str(typed_default)])
+    assert merge_arguments(args) is True
+    assert args.num_layers == 2  # the command line over the file and the settings
+    assert args.lr == 0.01  # the file over the settings
+    assert args.micro_batch_size == typed_default
+    assert args.hidden_size == SETTINGS["hidden_size"]
+    assert args.lr_warmup_iters == SETTINGS["train_iters"] // 10

@@ -1,7 +1,8 @@
-"""The model and tokenizer to evaluate: a griffin-megatron checkpoint or an HF directory.
+"""The model that `generate`, `evaluate` and `lm-eval` run: built from a griffin-megatron
+checkpoint (--load) or an HF RecurrentGemma directory (--hf-dir), in eval mode.
 
-Load failures the user can fix (a missing directory, no tokenizer beside it) become
-`CheckpointError` / `InputFileError` sentences.
+Load failures the user can fix (a missing directory, an HF directory that is a Megatron
+checkpoint) become `CheckpointError` sentences.
 """
 
 from __future__ import annotations
@@ -9,26 +10,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import torch
-
-from ..errors import CheckpointError, ConfigError
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+from .dtypes import MODEL_DTYPES, torch_dtype
+from .errors import CheckpointError, ConfigError
 
 
 def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
                tensor_parallel: int = 1, pipeline_parallel: int = 1,
                local_attention: str = "auto"):
-    """A GriffinModel in eval mode for the current process group (TP over its ranks), its local
-    attention run by `local_attention` (auto, flex or blocked: a run setting, not part of the
-    checkpoint)."""
-    from ..runtime import ensure_initialized
+    """A GriffinModel in eval mode for the current process group (TP over its ranks), its
+    parameters in `dtype` (a name of dtypes.MODEL_DTYPES), its local attention run by
+    `local_attention` (auto, flex or blocked: a run setting, not part of the checkpoint)."""
+    from .runtime import ensure_initialized
 
     if pipeline_parallel != 1:
         raise ConfigError(
             f"--pipeline-parallel-size {pipeline_parallel}: evaluation continues every layer's "
             "state chunk by chunk, so it runs with tensor parallelism only; use "
             "--tensor-parallel-size instead."
+        )
+    if dtype not in MODEL_DTYPES:
+        raise ConfigError(
+            f"dtype {dtype!r} is not one a model runs in here; use one of "
+            f"{', '.join(MODEL_DTYPES)}."
         )
     source = Path(load or hf_dir)
     if not source.exists():
@@ -37,11 +40,11 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
             "train --save` or `convert` wrote."
         )
     ensure_initialized(tensor_model_parallel_size=tensor_parallel)
-    params_dtype = DTYPES[dtype]
+    params_dtype = torch_dtype(dtype)
     parallel = dict(tensor_model_parallel_size=tensor_parallel, sequence_parallel=False,
                     local_attention_impl=local_attention)
     if hf_dir:
-        from ..interop.hf import from_hf
+        from .interop.hf import from_hf
 
         if not (source / "config.json").is_file():
             if _is_megatron_checkpoint(source):
@@ -56,20 +59,20 @@ def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
                 "DIR`."
             )
         return from_hf(str(source), params_dtype=params_dtype, **parallel).eval()
-    from ..checkpoint.model import build_model_from_checkpoint
+    from .checkpoint.model import build_model_from_checkpoint
 
-    try:
-        model = build_model_from_checkpoint(
-            str(source), params_dtype=params_dtype, bf16=params_dtype == torch.bfloat16, **parallel
-        )
-    except FileNotFoundError as error:
-        raise CheckpointError(f"cannot load {source}: {error.args[0] if error.args else error}") from None
+    model = build_model_from_checkpoint(
+        str(source), params_dtype=params_dtype, bf16=dtype == "bf16", **parallel
+    )
     return model.eval()
 
 
 def _is_megatron_checkpoint(directory: Path) -> bool:
     """A griffin-megatron checkpoint, a save directory, or a Megatron distributed checkpoint."""
-    from ..checkpoint.record import LATEST_FILE, MODEL_RECORD
+    from .checkpoint.record import LATEST_FILE, MODEL_RECORD
 
     markers = (MODEL_RECORD, LATEST_FILE, "metadata.json")
     return any((directory / name).is_file() for name in markers)
+
+
+__all__ = ["load_model"]
