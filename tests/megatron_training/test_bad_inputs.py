@@ -11,7 +11,7 @@ import torch
 
 from tests.training.harness import environment
 
-from .harness import REPO, requires_megatron_training
+from .harness import requires_megatron_training
 
 ENTRY = [sys.executable, "-m", "griffin_megatron.megatron_training"]
 
