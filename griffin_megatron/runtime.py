@@ -25,6 +25,7 @@ def ensure_initialized(
     pipeline_model_parallel_size: int = 1,
     virtual_pipeline_model_parallel_size: int = None,
     seed: int = 1234,
+    context_parallel_size: int = 1,
 ) -> None:
     """Initialise torch.distributed (one process when no launcher set it up) and Megatron's
     model-parallel groups, unless already done. Idempotent."""
@@ -43,6 +44,7 @@ def ensure_initialized(
             tensor_model_parallel_size=tensor_model_parallel_size,
             pipeline_model_parallel_size=pipeline_model_parallel_size,
             virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
+            context_parallel_size=context_parallel_size,
         )
         torch.manual_seed(seed)
         model_parallel_cuda_manual_seed(seed)
