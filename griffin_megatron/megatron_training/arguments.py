@@ -31,6 +31,7 @@ from ..device import gradient_accumulation_fusion
 from ..errors import ConfigError
 from ..presets import preset_architecture, preset_names
 from ..run_config import (
+    FUSION_REQUESTS,
     architecture_from_options,
     griffin_config,
     megatron_lm_settings,
@@ -94,7 +95,7 @@ def check_griffin_arguments(args: argparse.Namespace) -> None:
     # Megatron-LM's default (on) means "wherever it can run": settled once, here, before
     # Megatron-LM's own checks read it; --no-gradient-accumulation-fusion turns it off.
     args.gradient_accumulation_fusion = gradient_accumulation_fusion(
-        None if args.gradient_accumulation_fusion else False, torch.cuda.is_available())
+        FUSION_REQUESTS[args.gradient_accumulation_fusion], torch.cuda.is_available())
     architecture = architecture_from_options(args)
     tp = args.tensor_model_parallel_size
     vocab = padded_vocab_size(architecture["vocab_size"], args.make_vocab_size_divisible_by, tp)

@@ -268,6 +268,7 @@ def build_data_iterators(datasets, consumed_samples: int, num_chunks: int, micro
     dp_size = parallel_state.get_data_parallel_world_size()
     iterators = []
     for _ in range(num_chunks):
-        sampler = PretrainingSampler(len(train), consumed_samples, micro_batch_size, dp_rank, dp_size)
+        sampler = PretrainingSampler(len(train), consumed_samples, micro_batch_size, dp_rank,
+                                     dp_size)
         iterators.append(iter(_loader(train, sampler, num_workers)))
     return DataIterators(iterators, valid, micro_batch_size)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-import pytest
 import torch
 
 from .harness import requires_megatron_training

@@ -13,7 +13,6 @@ from griffin_megatron.cli.main import build_parser
 from griffin_megatron.presets import preset_architecture
 from griffin_megatron.run_config import (
     SECTIONS,
-    RunConfig,
     build_model_config,
     padded_vocab_size,
     with_vocab_size,
