@@ -112,3 +112,35 @@ def test_the_run_config_holds_the_merged_options(tmp_path):
     moved = run.replace("checkpoint", save="elsewhere")
     assert moved.checkpoint.save == "elsewhere" and run.checkpoint.save is None
     assert moved.batch is run.batch
+
+
+def test_train_builds_the_griffin_config_once_and_hands_it_on(monkeypatch, capsys):
+    """`train` builds one GriffinConfig from its options (the check's), reads the local-attention
+    line from it and hands that one to the loop, which only swaps in the tokenizer's
+    vocabulary (setup.model_config, with_vocab_size)."""
+    import types
+
+    from griffin_megatron import run_config
+    from griffin_megatron.cli.main import main
+    from griffin_megatron.training import loop
+
+    built, handed = [], []
+    real = run_config.griffin_config
+
+    def counting(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    def fake_pretrain(run, config):
+        handed.append((run, config))
+        return types.SimpleNamespace(is_reporter=False)
+
+    monkeypatch.setattr(run_config, "griffin_config", counting)
+    monkeypatch.setattr(loop, "pretrain", fake_pretrain)
+    assert main(["train", "--data-path", "corpus", "--train-iters", "2", "--no-save"]) == 0
+    assert len(built) == 1
+    (run, config), = handed
+    assert config is built[0] and run.checkpoint.no_save is True
+    # griffin-tiny has attention layers: the line read the pattern from that config.
+    kernel = "flex" if torch.cuda.is_available() else "blocked"
+    assert f"local attention: {kernel}" in capsys.readouterr().out
