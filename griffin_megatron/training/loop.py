@@ -72,6 +72,7 @@ def _pretrain(run: RunConfig, checked_config: GriffinConfig) -> TrainResult:
     if run.data.data_path is not None:
         tokenizer = setup.checked_data(run.data.data_path, run.data.split, run.data.tokenizer)
         config = setup.model_config(checked_config, run, tokenizer)
+    # Model chunks per pipeline rank (None without interleaving), by the config's own rule.
     interleaved = (parallel.num_layers_per_virtual_pipeline_stage is not None
                    and parallel.pipeline_model_parallel_size > 1)
     context_parallel.ensure_initialized(
