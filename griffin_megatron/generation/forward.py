@@ -20,7 +20,6 @@ from typing import Callable, Optional
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..modules.griffin_layer import GriffinLayer
 from ..sequence import GriffinSequenceParams, build_sequence_params, next_token_params, rotary_frequencies
 from .cache import GriffinInferenceCache
 
@@ -47,7 +46,8 @@ def check_generation_model(model) -> None:
 def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequenceParams,
          cache: GriffinInferenceCache, layer_call: Callable, output_call: Callable,
          last_token_only: bool) -> Tensor:
-    """layer_call(layer, hidden, state, seq, rotary): GriffinLayer.prefill or GriffinLayer.step."""
+    """layer_call(layer, hidden, state, seq, rotary): the layer's `prefill` or `step`
+    (GriffinLayer, modules/griffin_layer.py)."""
     config = model.config
     hidden = model.embedding(input_ids=input_ids, position_ids=position_ids)  # [T, B, D]
     rotary = None
@@ -106,7 +106,7 @@ def forward_with_cache(
     seq = model.with_attention_mask(
         seq, input_ids.device, min(cache.seen_tokens, model.config.attention_window))
     return _run(model, input_ids, position_ids, seq, cache,
-                GriffinLayer.prefill,
+                lambda layer, *args: layer.prefill(*args),
                 lambda hidden: model.output_layer(
                     hidden, weight=model.shared_embedding_or_output_weight())[0],
                 last_token_only)
@@ -124,4 +124,5 @@ def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInfer
     cache.check_room(1)
     seq = next_token_params(position_ids, carried)
     return _run(model, tokens, position_ids, seq, cache,
-                GriffinLayer.step, model.output_step, last_token_only=False)
+                lambda layer, *args: layer.step(*args), model.output_step,
+                last_token_only=False)
