@@ -5,6 +5,8 @@
   pytest loads first; tests/ops/conftest.py adds the interpreter speed-up.
 - One single-process Megatron parallel state for in-process model tests. Multi-process tests
   launch their own workers and never use it.
+- The fixtures several folders share (tests/fixtures/plugin.py). Every folder of tests/ is a
+  package, so tests and their helpers import each other as `tests.<folder>.<module>`.
 """
 
 import os
@@ -15,6 +17,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+
+pytest_plugins = ["tests.fixtures.plugin"]
 
 
 @pytest.fixture(scope="session")

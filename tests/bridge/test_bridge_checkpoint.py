@@ -12,8 +12,8 @@ from transformers import AutoConfig
 
 from griffin_megatron.interop.hf_config import architecture_from_hf_config
 from tests.bridge.bridge_worker import export_training_checkpoint
+from tests.fixtures.corpus import documents, write_jsonl
 from tests.parallel.harness import launch
-from tests.training.corpus import documents, write_jsonl
 from tests.training.harness import TINY, run_cli, run_train
 
 

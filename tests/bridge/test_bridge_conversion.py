@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.bridge.bridge_worker import round_trips
-from tests.model.hf_models import GRIFFIN, HAWK, hf_logits, make_hf_model, relative_error
+from tests.fixtures.hf_models import GRIFFIN, HAWK, hf_logits, make_hf_model, relative_error
 from tests.parallel.harness import launch
 
 ARCHITECTURES = {

@@ -15,7 +15,8 @@ from transformers import RecurrentGemmaForCausalLM
 from griffin_megatron.cli.main import main
 from griffin_megatron.presets import count_parameters, get_preset
 
-from tests.model.hf_models import make_hf_model
+from tests.fixtures.hf_models import make_hf_model
+from tests.fixtures.word_tokenizers import numbered_tokenizer
 
 pytestmark = pytest.mark.usefixtures("megatron_single_process")
 REPO = Path(__file__).resolve().parents[2]
@@ -33,12 +34,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def _save_tiny_hf(directory: Path) -> RecurrentGemmaForCausalLM:
-    from tokenizers import Tokenizer, models
-
     model = make_hf_model(num_key_value_heads=2)
     model.save_pretrained(directory)
-    vocab = {f"w{i}": i for i in range(model.config.vocab_size)}
-    Tokenizer(models.WordLevel(vocab, unk_token="w0")).save(str(directory / "tokenizer.json"))
+    numbered_tokenizer(model.config.vocab_size).save(str(directory / "tokenizer.json"))
     return model
 
 

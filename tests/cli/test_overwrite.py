@@ -16,7 +16,8 @@ import pytest
 
 from griffin_megatron import output_paths
 
-from tests.model.hf_models import make_hf_model
+from tests.fixtures.hf_models import make_hf_model
+from tests.fixtures.word_tokenizers import numbered_tokenizer
 
 pytestmark = pytest.mark.usefixtures("megatron_single_process")
 REPO = Path(__file__).resolve().parents[2]
@@ -50,16 +51,13 @@ def assert_refused(done: subprocess.CompletedProcess, *fragments: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """runs/g: a checkpoint (with its tokenizer) beside runs/notes.txt; hf/: an HF export."""
-    from tokenizers import Tokenizer, models
-
     from griffin_megatron.checkpoint.model import save_model_checkpoint
     from griffin_megatron.interop.hf import from_hf
 
     root = tmp_path_factory.mktemp("overwrite")
     hf = make_hf_model()
     hf.save_pretrained(root / "hf")
-    vocab = {f"w{i}": i for i in range(hf.config.vocab_size)}
-    Tokenizer(models.WordLevel(vocab, unk_token="w0")).save(str(root / "hf" / "tokenizer.json"))
+    numbered_tokenizer(hf.config.vocab_size).save(str(root / "hf" / "tokenizer.json"))
     save_model_checkpoint(from_hf(root / "hf"), root / "runs" / "g", tokenizer_dir=root / "hf")
     (root / "runs" / "notes.txt").write_text("three weeks of notes")
     return root

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import RecurrentGemmaConfig, RecurrentGemmaForCausalLM
 
-from tests.generation.test_cli_generate import PROMPT, VOCAB, _tokenizer
+from tests.fixtures.checkpoints import write_hf_dir
+from tests.fixtures.word_tokenizers import PROMPT
 
 pytestmark = pytest.mark.usefixtures("megatron_single_process")
 REPO = Path(__file__).resolve().parents[2]
@@ -37,14 +36,8 @@ def saved(tmp_path_factory):
     from griffin_megatron.interop.hf import from_hf
 
     root = tmp_path_factory.mktemp("tokenizer-gone")
-    torch.manual_seed(0)
-    config = RecurrentGemmaConfig(
-        num_hidden_layers=2, vocab_size=VOCAB, hidden_size=32, intermediate_size=96,
-        num_attention_heads=2, num_key_value_heads=1, lru_width=32, attention_window_size=8,
-        block_types=["recurrent", "attention"],
-    )
-    RecurrentGemmaForCausalLM(config).save_pretrained(root / "hf")
-    _tokenizer().save(str(root / "hf" / "tokenizer.json"))
+    write_hf_dir(root / "hf", bare_tokenizer=True, num_hidden_layers=2,
+                 block_types=["recurrent", "attention"])
     (root / "hf" / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<eos>"}))
     save_model_checkpoint(from_hf(root / "hf"), root / "ckpt", tokenizer_dir=root / "hf")
     record = json.loads((root / "ckpt" / "griffin_model.json").read_text())

@@ -6,7 +6,8 @@ import pytest
 
 from griffin_megatron.compat import specs
 from griffin_megatron.compat.versions import megatron_core_in
-from tests.generation.tiny_models import build_tiny_model
+
+from tests.fixtures.tiny_models import build_tiny_model
 
 LAYER_LOGGER = "megatron.core.transformer.transformer_layer"
 

@@ -43,7 +43,3 @@ def pytest_terminal_summary(terminalreporter):
             f"{arch:8s} {layout:18s} loss {m['loss_rel']:.1e}  grads {m['grad_rel']:.1e}"
             f"  (all {m['params_total']} parameters; worst {m['worst_param']})"
         )
-
-
-# The training tests' tiny corpus and checkpoint, for the command-line checks here.
-from tests.training.conftest import tiny_checkpoint, tiny_corpus  # noqa: E402,F401

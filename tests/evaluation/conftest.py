@@ -1,9 +1,4 @@
-"""Tiny random Hawk / Griffin models (the generation tests' builders and fixtures), on one
-intra-op thread."""
+"""The evaluation tests run on one intra-op thread (tests/fixtures/tiny_models.py says why);
+their tiny models are the `griffin` and `hawk` fixtures of tests/fixtures/plugin.py."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "generation"))
-
-from tiny_models import griffin, hawk, one_thread  # noqa: E402, F401  (fixtures)
+from tests.fixtures.tiny_models import one_thread  # noqa: F401  (autouse in this package)

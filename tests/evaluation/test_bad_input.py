@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from tiny_checkpoint import write_hf_dir
+
+from tests.fixtures.checkpoints import write_hf_dir
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,13 @@ import math
 
 import pytest
 import torch
-from tiny_checkpoint import convert_to_checkpoint, random_text, write_hf_dir
 
 from griffin_megatron.cli.main import main
 from griffin_megatron.generation import load_generation_tokenizer as load_tokenizer
 from griffin_megatron.interop.hf import from_hf
+
+from tests.fixtures.checkpoints import convert_to_checkpoint, write_hf_dir
+from tests.fixtures.word_tokenizers import random_text
 
 RTOL = 1e-5
 

@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_checkpoint import random_text, write_hf_and_checkpoint
 
 from griffin_megatron.cli.main import main
+
+from tests.fixtures.checkpoints import write_hf_and_checkpoint
+from tests.fixtures.word_tokenizers import random_text
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 240  # a hang is a failure, not a stuck CI job

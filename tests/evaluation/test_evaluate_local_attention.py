@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_checkpoint import convert_to_checkpoint, random_text, write_hf_dir
+
+from tests.fixtures.checkpoints import convert_to_checkpoint, write_hf_dir
+from tests.fixtures.word_tokenizers import random_text
 
 REPO = Path(__file__).resolve().parents[2]
 

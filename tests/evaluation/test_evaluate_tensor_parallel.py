@@ -8,9 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from tiny_checkpoint import convert_to_checkpoint, random_text, write_hf_dir
 
 from griffin_megatron.cli.main import main
+
+from tests.fixtures.checkpoints import convert_to_checkpoint, write_hf_dir
+from tests.fixtures.word_tokenizers import random_text
 
 RTOL = 1e-5
 

@@ -12,7 +12,7 @@ import pytest
 
 lm_eval = pytest.importorskip("lm_eval")
 
-from tiny_checkpoint import convert_to_checkpoint, write_hf_dir  # noqa: E402
+from tests.fixtures.checkpoints import convert_to_checkpoint, write_hf_dir  # noqa: E402
 
 TASKS_DIR = Path(__file__).parent.parent / "data" / "lm_eval_tasks"
 TASKS = ["griffin_tiny_choice", "griffin_tiny_rolling", "griffin_tiny_generate"]

@@ -4,11 +4,12 @@ sentence whichever command meets them."""
 
 import pytest
 import torch
-from tiny_checkpoint import write_hf_and_checkpoint
 
 from griffin_megatron.cli.main import main
 from griffin_megatron.errors import ConfigError
 from griffin_megatron.loading import load_model
+
+from tests.fixtures.checkpoints import write_hf_and_checkpoint
 
 
 @pytest.fixture(scope="module")

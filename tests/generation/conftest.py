@@ -1,3 +1,4 @@
-"""Module-scoped tiny models (one process, TP=1), run on one intra-op thread (tiny_models.py)."""
+"""The generation tests run on one intra-op thread (tests/fixtures/tiny_models.py says why);
+their tiny models are the `griffin` and `hawk` fixtures of tests/fixtures/plugin.py."""
 
-from tiny_models import griffin, hawk, one_thread  # noqa: F401  (fixtures)
+from tests.fixtures.tiny_models import one_thread  # noqa: F401  (autouse in this package)

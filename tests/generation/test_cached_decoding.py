@@ -9,7 +9,7 @@ import torch
 
 from griffin_megatron.generation import GriffinInferenceCache, decode_step, forward_with_cache
 
-from tiny_models import VOCAB, WINDOW
+from tests.fixtures.tiny_models import VOCAB, WINDOW
 
 LENGTH = 96  # 12 windows
 RTOL = 1e-5
@@ -127,7 +127,7 @@ def test_decode_step_equals_full_forward(family, request):
 
 def test_bf16_cached_decoding_tracks_fp32(griffin):
     """bf16 parameters: cache in bf16 (RG-LRU state in fp32), logits within bf16 rounding."""
-    from tiny_models import build_tiny_model
+    from tests.fixtures.tiny_models import build_tiny_model
 
     bf16 = build_tiny_model("RRA", params_dtype=torch.bfloat16, bf16=True)
     bf16.load_state_dict({k: v.to(torch.bfloat16) for k, v in griffin.state_dict().items()

@@ -1,51 +1,19 @@
 """`griffin-megatron generate`: text in, streamed text out, from an HF directory or a checkpoint."""
 
 import pytest
-import torch
-from tokenizers import Tokenizer as BareTokenizer
-from tokenizers import models, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast, RecurrentGemmaConfig, RecurrentGemmaForCausalLM
 
 from griffin_megatron.cli.main import main
 from griffin_megatron.generation import generate_text, load_generation_tokenizer
 from griffin_megatron.interop.hf import from_hf
 
-SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
-WORDS = SPECIALS + "the cat sat on a mat and dog ran far away".split()
-VOCAB = 64
-PROMPT = "the cat sat on"
-
-
-def _tokenizer() -> BareTokenizer:
-    words = WORDS + [f"w{i}" for i in range(VOCAB - len(WORDS))]
-    tokenizer = BareTokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.add_special_tokens(SPECIALS)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", 2)]
-    )
-    return tokenizer
+from tests.fixtures.checkpoints import write_hf_dir
+from tests.fixtures.word_tokenizers import PROMPT, transformers_tokenizer, word_tokenizer
 
 
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
     """A tiny random HF RecurrentGemma directory with a bare tokenizer.json beside it."""
-    directory = tmp_path_factory.mktemp("hf")
-    torch.manual_seed(0)
-    config = RecurrentGemmaConfig(
-        num_hidden_layers=3, vocab_size=VOCAB, hidden_size=32, intermediate_size=96,
-        num_attention_heads=2, num_key_value_heads=1, lru_width=32, attention_window_size=8,
-        block_types=["recurrent", "recurrent", "attention"], pad_token_id=0, eos_token_id=1,
-        bos_token_id=2,
-    )
-    model = RecurrentGemmaForCausalLM(config)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                param.normal_(0.0, 0.1)
-    model.save_pretrained(directory)
-    _tokenizer().save(str(directory / "tokenizer.json"))
-    return directory
+    return write_hf_dir(tmp_path_factory.mktemp("hf"), bare_tokenizer=True)
 
 
 def _expected_text(hf_dir, max_new_tokens):
@@ -75,9 +43,8 @@ def test_generate_from_converted_checkpoint(hf_dir, tmp_path, capsys):
 def test_transformers_tokenizer_directory_matches_the_bare_tokenizer(tmp_path):
     hf_dir, bare_dir = tmp_path / "transformers", tmp_path / "bare"
     bare_dir.mkdir()
-    PreTrainedTokenizerFast(tokenizer_object=_tokenizer(), eos_token="<eos>", bos_token="<bos>",
-                            pad_token="<pad>", unk_token="<unk>").save_pretrained(hf_dir)
-    _tokenizer().save(str(bare_dir / "tokenizer.json"))
+    transformers_tokenizer().save_pretrained(hf_dir)
+    word_tokenizer().save(str(bare_dir / "tokenizer.json"))
     hf, bare = load_generation_tokenizer(hf_dir), load_generation_tokenizer(bare_dir)
     assert hf.source.startswith("transformers") and bare.source.startswith("tokenizers")
     assert hf.encode(PROMPT) == bare.encode(PROMPT) == [2, 4, 5, 6, 7]

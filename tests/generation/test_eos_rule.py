@@ -7,7 +7,6 @@ candidates in a different order (as generation once did) would pick a different 
 import json
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from griffin_megatron.data.tokenizers import (
@@ -17,14 +16,14 @@ from griffin_megatron.data.tokenizers import (
     load_tokenizer,
 )
 
+from tests.fixtures.word_tokenizers import word_level
+
 WORDS = ["<unk>", "<eos>", "</s>", "<|endoftext|>", "the", "cat"]
 
 
-def _bare(words=WORDS) -> Tokenizer:
-    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.add_special_tokens([w for w in words if w.startswith("<")])
-    return tokenizer
+def _bare():
+    """Several conventional end tokens in one vocabulary, all of them special."""
+    return word_level(WORDS, specials=[w for w in WORDS if w.startswith("<")])
 
 
 def test_rule_prefers_the_named_token_then_the_candidate_order():

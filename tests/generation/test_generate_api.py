@@ -8,7 +8,8 @@ import torch
 
 import griffin_megatron
 from griffin_megatron.generation import GriffinInferenceCache, forward_with_cache, generate, stream_generate
-from tiny_models import VOCAB
+
+from tests.fixtures.tiny_models import VOCAB
 
 PROMPTS = [[5, 17, 300, 42, 9, 88, 120, 7, 7, 64, 3, 250], [400, 2, 77]]
 

@@ -7,11 +7,12 @@ are longer than the attention window and generation runs several windows further
 
 import pytest
 import torch
-from transformers import RecurrentGemmaConfig, RecurrentGemmaForCausalLM
 
 from griffin_megatron.generation import generate
 from griffin_megatron.generation import GriffinInferenceCache, decode_step, forward_with_cache
 from griffin_megatron.interop.hf import from_hf
+
+from tests.fixtures.hf_models import make_hf_model
 
 WINDOW = 8
 VOCAB = 512
@@ -21,29 +22,10 @@ RTOL = 1e-5
 
 @pytest.fixture(scope="module")
 def models():
-    torch.manual_seed(0)
-    config = RecurrentGemmaConfig(
-        num_hidden_layers=6,
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=2 * 192,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        lru_width=64,
-        attention_window_size=WINDOW,
-        conv1d_width=4,
-        block_types=["recurrent", "recurrent", "attention"],
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
+    hf = make_hf_model(
+        num_hidden_layers=6, vocab_size=VOCAB, hidden_size=64, intermediate_size=2 * 192,
+        num_attention_heads=4, lru_width=64, attention_window_size=WINDOW, randomise="all",
     )
-    hf = RecurrentGemmaForCausalLM(config).eval()
-    with torch.no_grad():  # HF starts norms and biases at 0: make every parameter matter
-        for name, param in hf.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                param.normal_(0.0, 0.1)
-            elif param.dim() == 2 and "embed" not in name:
-                param.normal_(0.0, param.shape[1] ** -0.5)
     return hf, from_hf(hf)
 
 

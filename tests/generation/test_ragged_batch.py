@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from griffin_megatron.generation import GriffinInferenceCache, forward_with_cache, generate
-from tiny_models import VOCAB, WINDOW
+
+from tests.fixtures.tiny_models import VOCAB, WINDOW
 
 PROMPT_LENGTHS = (3, 11, 2 * WINDOW + 5)  # shorter than the conv, shorter and longer than the window
 NEW_TOKENS = 3 * WINDOW

@@ -16,8 +16,7 @@ from griffin_megatron.generation import generate
 from griffin_megatron.interop.hf import to_hf
 from griffin_megatron.checkpoint.full_state import gather_full_state_dict
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 PROMPTS = [[5, 17, 300, 42, 9, 88, 120, 7, 7, 64, 3, 250, 31, 8], [400, 2, 77]]
 RUNS = {
@@ -30,9 +29,9 @@ def test_tp2_generation_equals_tp1(griffin, tmp_path):
     torch.save(gather_full_state_dict(griffin), tmp_path / "full_state.pt")
     to_hf(griffin, tmp_path / "hf")
     (tmp_path / "request.json").write_text(json.dumps({"prompts": PROMPTS, "runs": RUNS}))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-               "2", str(HERE / "tp_generate_worker.py"), str(tmp_path)]
+               "2", "-m", "tests.generation.tp_generate_worker", str(tmp_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -1,6 +1,8 @@
 """Run under torchrun with 2 processes: generate with a TP=2 model, write each rank's tokens.
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tp_generate_worker.py DIR
+    torchrun --standalone --nproc-per-node 2 -m tests.generation.tp_generate_worker DIR
+
+(from the repository root, or with it on PYTHONPATH).
 
 DIR holds `hf/` (the model as an HF RecurrentGemma directory), `full_state.pt` (its TP=1 state
 dict) and `request.json` (prompts, sampling settings); rank r writes `rank{r}.json`. The TP=2
@@ -24,7 +26,7 @@ def main(directory: Path) -> None:
     from griffin_megatron.model import GriffinModel
     from griffin_megatron.runtime import destroy, ensure_initialized
     from griffin_megatron.checkpoint.full_state import load_full_state_dict
-    from tiny_models import tiny_config
+    from tests.fixtures.tiny_models import tiny_config
 
     ensure_initialized(tensor_model_parallel_size=2)
     request = json.loads((directory / "request.json").read_text())

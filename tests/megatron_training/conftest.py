@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.training.corpus import documents, write_jsonl
+from tests.fixtures.corpus import documents, write_jsonl
 from tests.training.harness import losses, run_train
 
 from .harness import ITERATIONS, shared

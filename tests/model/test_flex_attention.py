@@ -20,7 +20,7 @@ from griffin_megatron.modules.flex_attention import flex_local_attention, local_
 from griffin_megatron.modules.blocked_attention import local_attention
 from griffin_megatron.sequence import build_sequence_params
 
-from tests.model.hf_models import hf_logits, make_hf_model, relative_error
+from tests.fixtures.hf_models import hf_logits, make_hf_model, relative_error
 
 HEADS_Q, HEADS_KV = 2, 1  # grouped: flex's enable_gqa and the blocked path's GQA
 

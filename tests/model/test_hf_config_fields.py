@@ -20,7 +20,7 @@ from transformers.activations import ACT2FN
 from griffin_megatron.cli.main import main
 from griffin_megatron.config import ACTIVATIONS
 
-from tests.model.hf_models import make_hf_model
+from tests.fixtures.hf_models import make_hf_model
 
 pytestmark = pytest.mark.usefixtures("megatron_single_process")
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from transformers import RecurrentGemmaForCausalLM
 
 from griffin_megatron.interop.hf import from_hf, to_hf
 
-from tests.model.hf_models import GRIFFIN, HAWK, hf_logits, make_hf_model, relative_error
+from tests.fixtures.hf_models import GRIFFIN, HAWK, hf_logits, make_hf_model, relative_error
 
 pytestmark = pytest.mark.usefixtures("megatron_single_process")
 

@@ -21,7 +21,7 @@ T, B = 12, 3
 
 @pytest.fixture(scope="module")
 def recurrent_block():
-    from tests.generation.tiny_models import build_tiny_model
+    from tests.fixtures.tiny_models import build_tiny_model
 
     return build_tiny_model("R").decoder.layers[0].self_attention
 
@@ -129,7 +129,7 @@ def test_stream_boundaries_match_position_ids():
 
 def test_linear_and_mlp_steps_equal_their_forward(recurrent_block):
     """The one-token `step` of Megatron's linears and MLP (parallel_linear.py) == forward."""
-    from tests.generation.tiny_models import build_tiny_model
+    from tests.fixtures.tiny_models import build_tiny_model
 
     layer = build_tiny_model("R").decoder.layers[0]
     x = torch.randn(1, B, layer.config.hidden_size, generator=torch.Generator().manual_seed(2))
@@ -149,7 +149,7 @@ def test_linear_and_mlp_steps_equal_their_forward(recurrent_block):
 def test_attention_step_projections_equal_megatrons_split(heads, groups):
     """The one-token QKV (linear_qkv's `step` and the fused layout's view) gives Megatron's
     get_query_key_value_tensors: the same query, key and value heads (to fp32 rounding)."""
-    from tests.generation.tiny_models import build_tiny_model
+    from tests.fixtures.tiny_models import build_tiny_model
 
     model = build_tiny_model("RRA", num_attention_heads=heads, num_query_groups=groups,
                              kv_channels=16)
@@ -165,7 +165,7 @@ def test_attention_step_projections_equal_megatrons_split(heads, groups):
 
 
 def test_output_step_equals_the_output_layer_and_its_soft_cap():
-    from tests.generation.tiny_models import build_tiny_model
+    from tests.fixtures.tiny_models import build_tiny_model
 
     model = build_tiny_model("RRA")
     assert model.config.logits_soft_cap is not None  # the hook is part of what is compared

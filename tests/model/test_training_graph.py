@@ -8,7 +8,7 @@ import torch
 from griffin_megatron.interop.hf import from_hf
 from griffin_megatron.interop.hf_mapping import hf_to_megatron
 
-from tests.model.hf_models import HAWK, make_hf_model, relative_error
+from tests.fixtures.hf_models import HAWK, make_hf_model, relative_error
 
 pytestmark = pytest.mark.usefixtures("megatron_single_process")
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from griffin_megatron.ops.rglru import launch, schedule, triton_op, warm_up
-from rglru_cases import Case
-from test_rglru_triton import DEVICE, check_against_oracle
+
+from tests.ops.rglru_cases import Case
+from tests.ops.test_rglru_triton import DEVICE, check_against_oracle
 
 FWD, BWD = launch.CANDIDATES["fwd"], launch.CANDIDATES["bwd"]
 PAIRS = [  # the i-th candidate of each group (the last where a group has fewer): all run

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from griffin_megatron.ops.rglru import RGLRU_C, rglru_reference, rglru_torch
-from rglru_cases import Case, assert_close_to, forward_backward, make_inputs, oracle
+
+from tests.ops.rglru_cases import Case, assert_close_to, forward_backward, make_inputs, oracle
 
 CASES = [
     Case(1, 2, 5, torch.float64, reset=True, h0=True),

@@ -12,7 +12,8 @@ import torch
 from griffin_megatron.ops.rglru import rglru, rglru_torch
 from griffin_megatron.ops.rglru import triton_op
 from griffin_megatron.ops.rglru.triton_op import rglru_triton
-from rglru_cases import Case, assert_close_to, forward_backward, make_inputs, oracle
+
+from tests.ops.rglru_cases import Case, assert_close_to, forward_backward, make_inputs, oracle
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 # (rtol, atol as a fraction of the tensor's largest entry). fp32 errors measure ~1e-6 of the

@@ -36,7 +36,7 @@ from griffin_megatron.checkpoint.full_state import (
     named_parameters_by_global_name,
 )
 
-from harness import (
+from tests.parallel.harness import (
     broadcast_from_any,
     data_parallel_share,
     device,
@@ -48,7 +48,7 @@ from harness import (
     tiny_config,
     use_layout,
 )
-from layout_worker import run_schedule
+from tests.parallel.layout_worker import run_schedule
 
 SAVE_LAYOUT = dict(tp=2, pp=2)
 LOAD_LAYOUTS = {
@@ -230,7 +230,7 @@ CHECKPOINT_CASES = (("griffin", True), ("hawk", False))
 def four_rank_checks(directory: str) -> dict:
     """Everything that needs four ranks, in one launch: TP=2 x PP=2 gradients, then the
     checkpoint save/resume cases."""
-    from layout_worker import ARCHS, FOUR_RANK_LAYOUTS, compare_layouts
+    from tests.parallel.layout_worker import ARCHS, FOUR_RANK_LAYOUTS, compare_layouts
 
     return dict(
         layouts=compare_layouts(FOUR_RANK_LAYOUTS, ARCHS),

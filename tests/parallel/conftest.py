@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from checkpoint_worker import four_rank_checks
-from harness import launch
-from layout_worker import ARCHS, TWO_RANK_LAYOUTS, compare_layouts
+from tests.parallel.checkpoint_worker import four_rank_checks
+from tests.parallel.harness import launch
+from tests.parallel.layout_worker import ARCHS, TWO_RANK_LAYOUTS, compare_layouts
 
 MEASURED = {}
 

@@ -17,7 +17,7 @@ from griffin_megatron.parallel import (
 )
 from griffin_megatron.checkpoint.full_state import load_full_state_dict
 
-from harness import (
+from tests.parallel.harness import (
     MICRO_BATCH,
     SEQ_LENGTH,
     broadcast_from_any,

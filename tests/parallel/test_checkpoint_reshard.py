@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from checkpoint_worker import CHECKPOINT_CASES, LOAD_LAYOUTS
+from tests.parallel.checkpoint_worker import CHECKPOINT_CASES, LOAD_LAYOUTS
 
 TOLERANCE = 1e-5
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from layout_worker import ARCHS, FOUR_RANK_LAYOUTS, TWO_RANK_LAYOUTS
+from tests.parallel.layout_worker import ARCHS, FOUR_RANK_LAYOUTS, TWO_RANK_LAYOUTS
 
 TOLERANCE = 1e-5  # relative: max |difference| / max |reference|, per tensor
 

@@ -13,7 +13,7 @@ from griffin_megatron.planning import activations as act
 from griffin_megatron.presets import get_preset
 from griffin_megatron.runtime import ensure_initialized
 
-from saved_tensors import saved_bytes_by_part
+from tests.recipes.saved_tensors import saved_bytes_by_part
 
 pytestmark = pytest.mark.cuda
 

@@ -68,11 +68,7 @@ def test_training_flops_match_flop_counter(preset, seq_length, batch):
 def test_gpt_baseline_flops_match_flop_counter():
     """The throughput benchmark's GPT: FlopCounterMode counts causal SDPA as the full T x T
     product (what the math kernel computes); the model count has the causal pairs."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from gpt_baseline import GPT_TINY, build_gpt
+    from benchmarks.gpt_baseline import GPT_TINY, build_gpt
 
     ensure_initialized()
     seq_length, batch = 96, 2

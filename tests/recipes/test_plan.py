@@ -95,7 +95,7 @@ def per_rank_analytic(c, tp) -> int:
     for i in range(c.num_layers):
         replicated += 2 * D + D + D  # two norms, temporal output bias, fc2 bias
     replicated += D  # final norm
-    from test_recipes import analytic_parameters
+    from tests.recipes.test_recipes import analytic_parameters
 
     total = analytic_parameters(c)
     return replicated + (total - replicated) // tp

@@ -23,7 +23,7 @@ from griffin_megatron.presets import get_preset
 from griffin_megatron.runtime import ensure_initialized
 from griffin_megatron.checkpoint.full_state import gather_full_state_dict, load_full_state_dict
 
-from fused_norm_standin import (
+from tests.te.fused_norm_standin import (
     BiasFreeFusedNormColumnParallelLinear,
     FusedNormColumnParallelLinear,
     NormWithExtraState,

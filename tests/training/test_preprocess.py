@@ -14,7 +14,7 @@ from griffin_megatron.data.megatron_adapter import MegatronTokenizerAdapter
 from griffin_megatron.data.preprocess import preprocess, read_meta
 from griffin_megatron.data.tokenizers import load_tokenizer
 
-from .corpus import documents, write_jsonl
+from tests.fixtures.corpus import documents, write_jsonl
 
 UNICODE_DOCS = ["naïve café — 東京 🙂\n\ttabs  and  double spaces", "x = {'a': [1, 2]}\n"]
 

@@ -145,7 +145,7 @@ def test_nan_loss_is_reported_and_its_step_skipped(tiny_corpus, tmp_path):
 def _other_tokenizer(directory, vocab_size=300):
     from griffin_megatron.data.tokenizers import train_byte_level_bpe
 
-    from .corpus import documents
+    from tests.fixtures.corpus import documents
 
     return train_byte_level_bpe(documents(50, seed=9), directory, vocab_size=vocab_size).path
 
@@ -162,7 +162,7 @@ def _few_documents(corpus, directory, count=10):
     """A dataset of `count` documents, tokenized like the corpus."""
     from griffin_megatron.data.preprocess import preprocess
 
-    from .corpus import documents, write_jsonl
+    from tests.fixtures.corpus import documents, write_jsonl
 
     directory.mkdir()
     source = write_jsonl(directory / "few.jsonl", documents(count))

@@ -5,7 +5,7 @@ tests/compat/test_checkpoints_across_releases.py, which opens them on every rele
     pretrain/       Megatron-LM's pretrain() (griffin_megatron.megatron_training), one iteration
                     of a tiny Hawk, model weights only (--no-save-optim --no-save-rng)
 
-Run from the repository root: `python tests/data/mcore019/make_fixtures.py` (about a minute).
+Run from the repository root: `python -m tests.data.mcore019.make_fixtures` (about a minute).
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ def run(args, cwd):
 
 
 def main() -> None:
-    sys.path.insert(0, str(REPO))
     from griffin_megatron.compat import megatron_core_version
     from griffin_megatron.data.preprocess import preprocess
-    from tests.model.hf_models import make_hf_model
-    from tests.training.corpus import documents, write_jsonl
+    from tests.fixtures.corpus import documents, write_jsonl
+    from tests.fixtures.hf_models import make_hf_model
 
     assert megatron_core_version()[:2] == (0, 19), megatron_core_version()
     for name in ("model", "pretrain"):
