@@ -76,7 +76,7 @@ def test_layer_prefill_and_step_equal_its_forward(layer_index):
     """A GriffinLayer's prefill of 4 tokens, a continuation prefill of 3, then one-token steps
     == Megatron's TransformerLayer.forward (the training wiring) over all T tokens, with
     document starts inside the rows and past the attention window (8) of the tiny model."""
-    from tests.generation.tiny_models import build_tiny_model
+    from tests.fixtures.tiny_models import build_tiny_model
 
     layer = build_tiny_model("RRA").decoder.layers[layer_index]
     assert isinstance(layer, GriffinLayer)
