@@ -115,7 +115,7 @@ def build_model_from_checkpoint(
     from ..model import GriffinModel
     from ..runtime import ensure_initialized
 
-    ensure_initialized()
+    ensure_initialized(seed=None)  # the weights are the checkpoint's
     directory = resolve_checkpoint_dir(directory)
     record = read_model_record(directory)
     backend = backend or record.get("backend", "local")

@@ -67,7 +67,12 @@ def _quiet_third_party_warnings() -> None:
 def main(argv=None) -> int:
     _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
+    # The process-wide settings of a run (every library call scopes its own to the call).
     compat.install()
+    if args.command == "train":
+        from ..checkpoint.writes import forked_writers_die_with_parent
+
+        forked_writers_die_with_parent()
     try:
         if args.command in RUNS_A_MODEL:
             from ..device import check_cuda_usable

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import torch
 from megatron.core import parallel_state
-from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
-
-from .. import runtime
+from .. import compat, runtime
 
 
 def ensure_initialized(tensor_model_parallel_size: int = 1, pipeline_model_parallel_size: int = 1,
@@ -31,4 +29,4 @@ def ensure_initialized(tensor_model_parallel_size: int = 1, pipeline_model_paral
         context_parallel_size=context_parallel_size,
     )
     torch.manual_seed(seed)
-    model_parallel_cuda_manual_seed(seed)
+    compat.model_parallel_manual_seed(seed)

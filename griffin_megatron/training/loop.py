@@ -57,7 +57,6 @@ class TrainResult:
 
 def pretrain(args: argparse.Namespace) -> TrainResult:
     """Train as the (already finalised) arguments say. Every rank calls this."""
-    compat.install()
     # Megatron's schedules, optimizer and checkpointing ask for CUDA in literals; on a CPU the
     # whole run answers them there.
     with compat.cuda_requests_on_cpu():
