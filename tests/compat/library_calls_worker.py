@@ -17,7 +17,8 @@ _register_at_fork = os.register_at_fork
 
 
 def _recording_register_at_fork(**hooks):
-    FORK_HOOKS.extend(f"{hook.__module__}.{hook.__qualname__}" for hook in hooks.values())
+    FORK_HOOKS.extend(f"{getattr(hook, '__module__', '')}.{getattr(hook, '__qualname__', hook)}"
+                      for hook in hooks.values())
     return _register_at_fork(**hooks)
 
 
