@@ -78,7 +78,9 @@ def main(argv=None) -> int:
             from ..device import check_cuda_usable
 
             check_cuda_usable()
-        result = args._run(args)
+        # Megatron's tensor-parallel forward asks torch.cuda for the current device.
+        with compat.cuda_stand_ins_on_cpu():
+            result = args._run(args)
     except UserError as error:
         if os.environ.get("GRIFFIN_MEGATRON_DEBUG") == "1":
             raise

@@ -14,6 +14,7 @@ when it is seeded and its layers use for as long as the model lives, is created 
 |---|---|---|---|
 | distributed-optimizer checkpoint fixes (upstream #5077, `KeyError: 'step'`, shared `step`) | `distributed_optimizer.py` `fixed()` | a block around checkpoint save and load, and around Megatron-LM's `pretrain()` | megatron-core 0.16-0.19 |
 | torch.cuda stand-ins for Megatron's code, recompute's RNG-state functions on the CPU generator, Megatron's literal CUDA requests on the CPU | `cpu.py` `cuda_requests_on_cpu()` | a block around DDP and optimizer construction, checkpoint save and load; the training loops and test workers around their run | no CUDA |
+| the same without the literal requests (no cost per torch call), for Megatron's tensor-parallel forward | `cpu.py` `cuda_stand_ins_on_cpu()` | a block around each command of the command line | no CUDA |
 | Megatron's RNG tracker on CPU generator states | `cpu.py` `model_parallel_manual_seed` | process-wide (Megatron's own global), created where the groups are seeded | no CUDA |
 | the `mlp` slot of layer specs | `specs.py` | built into each spec | form chosen by what the release's MLP offers |
 | drop the uninformative "Unknown MLP type: ModuleSpec" warning per layer | `specs.py` | `install()` (a logging filter) | 0.16-0.17 |
@@ -75,6 +76,13 @@ def cuda_requests_on_cpu():
     return block()
 
 
+def cuda_stand_ins_on_cpu():
+    """The same block without the torch-function mode (see cpu.cuda_stand_ins_on_cpu)."""
+    from .cpu import cuda_stand_ins_on_cpu as block
+
+    return block()
+
+
 def distributed_optimizer_fixes():
     """A block with the distributed-optimizer checkpoint fixes this release needs, restored on
     exit (see distributed_optimizer.fixed)."""
@@ -95,6 +103,7 @@ __all__ = [
     "SUPPORTED",
     "applied",
     "cuda_requests_on_cpu",
+    "cuda_stand_ins_on_cpu",
     "distributed_optimizer_fixes",
     "has_megatron_training",
     "install",

@@ -20,6 +20,9 @@ Megatron's own objects when the last one closes:
   `pin_memory=True`, and type-name checks such as `grad.type() == 'torch.cuda.FloatTensor'`
   (gradient clipping, distributed optimizer) -- are answered on the CPU by a torch-function
   mode (this thread only). It rewrites only calls made from Megatron's code.
+`cuda_stand_ins_on_cpu()` is the same block without the mode (the first two parts): the command
+line runs each command inside it, so that Megatron's tensor-parallel forward (generate,
+evaluate) runs on CPUs at no cost per torch call.
 
 `model_parallel_manual_seed(seed)`: Megatron's `model_parallel_cuda_manual_seed`, which creates
 Megatron's RNG tracker (a module global of megatron.core.tensor_parallel.random) and seeds its
@@ -45,7 +48,6 @@ from megatron.core.tensor_parallel import random as megatron_random
 from torch.overrides import TorchFunctionMode
 
 MEGATRON_PACKAGES = ("megatron.core", "megatron.training")
-
 
 
 class CpuRNGStatesTracker(megatron_random.CudaRNGStatesTracker):
@@ -308,6 +310,19 @@ def _requests_mode() -> Iterator[None]:
             yield
     finally:
         _request_mode.depth = 0
+
+
+@contextlib.contextmanager
+def cuda_stand_ins_on_cpu() -> Iterator[None]:
+    """The torch.cuda stand-ins and RNG-state functions of `cuda_requests_on_cpu`, without its
+    torch-function mode, so no torch call pays for it: enough for Megatron's tensor-parallel
+    forward (its mappings allocate on `torch.cuda.current_device()`). Restored on exit;
+    re-entrant; does nothing where CUDA is available."""
+    if torch.cuda.is_available():
+        yield
+        return
+    with _attributes_on_cpu():
+        yield
 
 
 @contextlib.contextmanager
