@@ -150,7 +150,7 @@ def verify_checkpoint(directory: Union[str, Path], record: dict, hashes: bool = 
     """Refuse a checkpoint whose files differ from what its record says was written
     (checkpoints written before records listed their files are taken as they are). The weights
     do not need the tokenizer saved beside them: a missing tokenizer file is left to whoever
-    reads the tokenizer (tokenizer_files.model_tokenizer_dir), a damaged one is still refused."""
+    reads the tokenizer (loading.model_tokenizer_dir), a damaged one is still refused."""
     if FILES_KEY in record:
         files = {
             name: entry for name, entry in record[FILES_KEY].items()
