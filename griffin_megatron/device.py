@@ -5,8 +5,8 @@
   trains on the CPU over gloo with no error, because every CUDA-or-CPU choice in Megatron and
   here reads `torch.cuda.is_available()`. Running on the CPU on purpose: CUDA_VISIBLE_DEVICES="".
 - `run_settings()`: the ModelParallelConfig fields that depend on CUDA, for `griffin-megatron
-  train` (training/model_config.py) and Megatron-LM's `pretrain()` (megatron_training/), so the
-  two loops cannot drift apart.
+  train` and Megatron-LM's `pretrain()` (both through run_config.py), so the two loops cannot
+  drift apart.
 - `gradient_accumulation_fusion()`: the fused weight-gradient GEMM only where NVIDIA Apex's
   `fused_weight_gradient_mlp_cuda` extension imports. Megatron-LM turns it on by default, and
   Megatron-Core's `ColumnParallelLinear` raises at construction where the extension is missing

@@ -1,10 +1,11 @@
 """Megatron-Core layer specs for Hawk and Griffin.
 
-Every layer is an ordinary `TransformerLayer` (norm -> temporal block -> residual -> norm -> MLP
--> residual, exactly Griffin's residual block); only the `self_attention` slot differs by layer
-type. The block spec lists one layer spec per layer of this pipeline stage, indexed by global
-layer number, the same pattern as Megatron-Core's gated-delta-net hybrid specs, so GPTModel's
-pipeline, virtual-pipeline and uneven-stage machinery applies unchanged.
+Every layer is a `GriffinLayer`: Megatron-Core's `TransformerLayer` (norm -> temporal block ->
+residual -> norm -> MLP -> residual, exactly Griffin's residual block) with its own generation
+step (modules/griffin_layer.py); only the `self_attention` slot differs by layer type. The block
+spec lists one layer spec per layer of this pipeline stage, indexed by global layer number, the
+same pattern as Megatron-Core's gated-delta-net hybrid specs, so GPTModel's pipeline,
+virtual-pipeline and uneven-stage machinery applies unchanged.
 
 Two backends, chosen by one argument:
 - "local": pure PyTorch (CPU and GPU): Megatron's parallel linears, our RMSNorm and our
@@ -29,7 +30,6 @@ from megatron.core.transformer.transformer_block import (
     get_num_layers_to_build,
 )
 from megatron.core.transformer.transformer_layer import (
-    TransformerLayer,
     TransformerLayerSubmodules,
     get_transformer_layer_offset,
 )
@@ -39,6 +39,7 @@ from .errors import ConfigError, MissingDependencyError
 from .config import ATTENTION, RECURRENT, GriffinConfig
 from .modules.attention_block import GriffinSelfAttention
 from .modules.conv1d import CausalConv1d
+from .modules.griffin_layer import GriffinLayer
 from .modules.local_attention import BiasFreeColumnParallelLinear, LocalWindowedAttention
 from .modules.norm import GriffinRMSNorm
 from .modules.parallel_linear import (
@@ -65,7 +66,7 @@ def _residual_layer(norm, temporal: ModuleSpec, mlp_in, mlp_out, keys_map, ffn_h
     """Griffin's residual block; norm=None when the linears after it fuse the norm.
     ffn_hidden_size: the MLP's hidden width (one branch of the gated MLP)."""
     return ModuleSpec(
-        module=TransformerLayer,
+        module=GriffinLayer,
         submodules=TransformerLayerSubmodules(
             input_layernorm=norm or IdentityOp,
             self_attention=temporal,
@@ -184,7 +185,7 @@ def check_backend(backend: str) -> None:
 def get_griffin_layer_spec(
     layer_type: str, config: GriffinConfig, backend: str = "local"
 ) -> ModuleSpec:
-    """The TransformerLayer spec for one layer type ('R' or 'A') of the model `config`."""
+    """The GriffinLayer spec for one layer type ('R' or 'A') of the model `config`."""
     check_backend(backend)
     return _LAYER_SPECS[backend](config.ffn_hidden_size)[layer_type]
 

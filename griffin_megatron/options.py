@@ -214,6 +214,19 @@ def global_batch_size(args: argparse.Namespace, world: int) -> int:
     return args.micro_batch_size * data_parallel
 
 
+def argument(option: Option, *, defaults: bool = True) -> Dict[str, Any]:
+    """The keyword arguments of `add_argument` for one row (see add_to_parser)."""
+    default = option.default if defaults else argparse.SUPPRESS
+    kwargs: Dict[str, Any] = dict(default=default, help=option.help)
+    if option.kind is bool:
+        kwargs["action"] = "store_true"
+    elif option.kind is list:
+        kwargs.update(nargs="+", metavar=option.metavar)
+    else:
+        kwargs.update(type=option.kind, choices=option.choices, metavar=option.metavar)
+    return kwargs
+
+
 def add_to_parser(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     """One argparse argument per row, in groups, with the row's help and default. With
     `defaults=False` an option the command line does not give stays out of the namespace
@@ -224,12 +237,4 @@ def add_to_parser(parser: argparse.ArgumentParser, *, defaults: bool = True) -> 
         group = groups.get(option.group) or groups.setdefault(
             option.group, parser.add_argument_group(option.group)
         )
-        default = option.default if defaults else argparse.SUPPRESS
-        kwargs: Dict[str, Any] = dict(default=default, help=option.help)
-        if option.kind is bool:
-            kwargs["action"] = "store_true"
-        elif option.kind is list:
-            kwargs.update(nargs="+", metavar=option.metavar)
-        else:
-            kwargs.update(type=option.kind, choices=option.choices, metavar=option.metavar)
-        group.add_argument(option.flag, **kwargs)
+        group.add_argument(option.flag, **argument(option, defaults=defaults))

@@ -28,6 +28,7 @@ def ensure_initialized(
     pipeline_model_parallel_size: int = 1,
     virtual_pipeline_model_parallel_size: int = None,
     seed: Optional[int] = 1234,
+    context_parallel_size: int = 1,
 ) -> None:
     """Initialise torch.distributed (one process when no launcher set it up) and Megatron's
     model-parallel groups, unless already done; idempotent. With a seed, torch's generator and
@@ -48,6 +49,7 @@ def ensure_initialized(
             tensor_model_parallel_size=tensor_model_parallel_size,
             pipeline_model_parallel_size=pipeline_model_parallel_size,
             virtual_pipeline_model_parallel_size=virtual_pipeline_model_parallel_size,
+            context_parallel_size=context_parallel_size,
         )
     if seed is not None and (created or not rng_tracker_is_seeded()):
         torch.manual_seed(seed)

@@ -4,7 +4,6 @@ empty --save directory (the first launch of a job that always passes both) is a 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Optional
 
@@ -16,14 +15,14 @@ from .lock import SaveDirectoryLock, remove_stale_staging
 from .record import LATEST_FILE, MODEL_RECORD
 
 
-def check_save_directory(args: argparse.Namespace) -> None:
+def check_save_directory(save: Optional[str], load: Optional[str]) -> None:
     """Never write over another run's checkpoints: a --save directory that already has a
     `latest` pointer is only used to resume that run (--load pointing at it)."""
-    if args.save is None:
+    if save is None:
         return
-    save = check_creatable_directory(args.save, "--save")
+    resuming = same_directory(load, save)
+    save = check_creatable_directory(save, "--save")
     held = sorted(save.glob("iter_*")) + sorted(save.glob(LATEST_FILE)) if save.is_dir() else []
-    resuming = same_directory(args.load, args.save)
     if held and not resuming:
         raise OutputExistsError(
             f"--save {save} already holds checkpoints ({held[-1].name}); pass --load {save} to "
@@ -31,17 +30,17 @@ def check_save_directory(args: argparse.Namespace) -> None:
         )
 
 
-def lock_save_directory(args: argparse.Namespace) -> Optional[SaveDirectoryLock]:
+def lock_save_directory(save: Optional[str]) -> Optional[SaveDirectoryLock]:
     """Make this run the save directory's only writer (rank 0 holds the lock for the run) and
     remove the staging directories an interrupted run left there; every rank raises together
     if another live run holds the directory."""
-    if args.save is None:
+    if save is None:
         return None
     lock, refusal = None, None
     if dist.get_rank() == 0:
         try:
-            lock = SaveDirectoryLock(args.save).acquire()
-            remove_stale_staging(args.save)
+            lock = SaveDirectoryLock(save).acquire()
+            remove_stale_staging(save)
         except CheckpointError as error:
             refusal = str(error)
     holder = [refusal]
@@ -52,10 +51,10 @@ def lock_save_directory(args: argparse.Namespace) -> Optional[SaveDirectoryLock]
     return lock
 
 
-def nothing_to_resume(args) -> bool:
+def nothing_to_resume(load: str, save: Optional[str]) -> bool:
     """`--load` names this run's own --save directory, which holds no checkpoint yet (the first
     launch of a job that always passes `--save DIR --load DIR`)."""
-    load = Path(args.load).expanduser()
-    return same_directory(args.load, args.save) and not (
-        (load / LATEST_FILE).is_file() or (load / MODEL_RECORD).is_file()
+    directory = Path(load).expanduser()
+    return same_directory(load, save) and not (
+        (directory / LATEST_FILE).is_file() or (directory / MODEL_RECORD).is_file()
     )

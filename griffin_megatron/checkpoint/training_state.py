@@ -84,25 +84,27 @@ def _rng_sharded_object(state: Optional[dict]) -> ShardedObject:
     )
 
 
-def save_training_checkpoint(args, chunks: List, optimizer, scheduler, iteration: int,
-                             consumed_samples: int, tokenizer_dir: Optional[Path]) -> Path:
-    """Save this iteration under <save>/iter_N and point `latest` at it (all ranks)."""
+def save_training_checkpoint(save: str, chunks: List, optimizer, scheduler, iteration: int,
+                             consumed_samples: int, tokenizer_dir: Optional[Path], *,
+                             backend: str, optimizer_kind: dict, hashes: bool) -> Path:
+    """Save this iteration under <save>/iter_N and point `latest` at it (all ranks).
+    optimizer_kind: optimizer_settings(...) of the run; hashes: record each file's SHA-256."""
     from .distributed import save_checkpoint
 
     train_state = {"iteration": iteration, "consumed_train_samples": consumed_samples}
     return save_checkpoint(
-        args.save, chunks, optimizer, scheduler,
+        save, chunks, optimizer, scheduler,
         iteration=iteration,
-        backend=args.backend,
+        backend=backend,
         # The directory is this run's (check_save_directory): an iteration written before a
         # crash, after the `latest` it resumed from, is written again.
         overwrite=True,
         tokenizer_dir=tokenizer_dir,
         extra_record={"train_state": train_state, "layout": _layout(),
                       SCHEDULER_RECORD: _schedule_settings(scheduler),
-                      OPTIMIZER_RECORD: _optimizer_settings(args)},
+                      OPTIMIZER_RECORD: optimizer_kind},
         extra_state={RNG_KEY: _rng_sharded_object(_rng_state()), TRAIN_STATE_KEY: train_state},
-        hashes=not args.no_checkpoint_hashes,
+        hashes=hashes,
     )
 
 
@@ -111,8 +113,9 @@ def _schedule_settings(scheduler) -> dict:
     return {key: state[key] for key in SCHEDULE_OPTIONS}
 
 
-def _optimizer_settings(args) -> dict:
-    return {"distributed": bool(args.use_distributed_optimizer), "bf16": bool(args.bf16)}
+def optimizer_settings(distributed: bool, bf16: bool) -> dict:
+    """The optimizer's kind as a checkpoint records it (--use-distributed-optimizer, --bf16)."""
+    return {"distributed": bool(distributed), "bf16": bool(bf16)}
 
 
 def _describe_optimizer(settings: dict) -> str:
@@ -120,12 +123,12 @@ def _describe_optimizer(settings: dict) -> str:
     return f"{kind} with {'bf16 parameters and fp32 main copies' if settings['bf16'] else 'fp32 parameters'}"
 
 
-def check_optimizer(args, record: dict, directory: Path) -> None:
+def check_optimizer(wanted: dict, record: dict, directory: Path) -> None:
     """The optimizer's saved state is keyed by its kind (the distributed optimizer shards its
     state as `param` / `exp_avg` per parameter range; bf16 adds fp32 main copies), so a resume
-    must use the kind that wrote it; Megatron itself only fails with a KeyError on a state key."""
+    must use the kind that wrote it; Megatron itself only fails with a KeyError on a state key.
+    `wanted`: this run's optimizer_settings."""
     saved = record.get(OPTIMIZER_RECORD)
-    wanted = _optimizer_settings(args)
     if saved is None or saved == wanted:
         return
     flags = " and ".join(f"{'with' if saved[key] else 'without'} {flag}" for key, flag in
@@ -137,12 +140,13 @@ def check_optimizer(args, record: dict, directory: Path) -> None:
     )
 
 
-def check_schedule(args, record: dict, scheduler, directory: Path) -> None:
+def check_schedule(record: dict, scheduler, directory: Path, settled: bool) -> None:
     """Megatron-LM's rule for a resume whose LR-schedule options differ from the checkpoint's:
     refuse unless --override-opt-param-scheduler (this run's options win) or
-    --use-checkpoint-opt-param-scheduler (the checkpoint's win) says which to follow."""
+    --use-checkpoint-opt-param-scheduler (the checkpoint's win) says which to follow
+    (`settled`: either was given)."""
     saved = record.get(SCHEDULER_RECORD)
-    if saved is None or args.override_opt_param_scheduler or args.use_checkpoint_opt_param_scheduler:
+    if saved is None or settled:
         return
     wanted = _schedule_settings(scheduler)
     changed = [key for key in SCHEDULE_OPTIONS if saved.get(key) != wanted[key]]
@@ -157,25 +161,29 @@ def check_schedule(args, record: dict, scheduler, directory: Path) -> None:
         )
 
 
-def load_training_checkpoint(args, chunks: List, optimizer, scheduler) -> dict:
+def load_training_checkpoint(load: str, chunks: List, optimizer, scheduler, *, finetune: bool,
+                             optimizer_kind: dict, schedule_settled: bool,
+                             hashes: bool) -> dict:
     """Restore a checkpoint into this run; returns {"iteration", "consumed_samples", "directory",
     "rng"}. With --finetune, or from a model-only checkpoint (e.g. converted from HF), only the
-    weights are taken and training starts at iteration 0."""
+    weights are taken and training starts at iteration 0. optimizer_kind: this run's
+    optimizer_settings; schedule_settled: --override-opt-param-scheduler or
+    --use-checkpoint-opt-param-scheduler was given; hashes: check each file's SHA-256."""
     from .distributed import load_checkpoint
 
-    directory = resolve_checkpoint_dir(Path(args.load).expanduser())
+    directory = resolve_checkpoint_dir(Path(load).expanduser())
     record = read_model_record(directory)
-    if args.finetune or not record.get("has_optimizer"):
-        load_checkpoint(directory, chunks, verify_hashes=not args.no_checkpoint_hashes)
+    if finetune or not record.get("has_optimizer"):
+        load_checkpoint(directory, chunks, verify_hashes=hashes)
         return {"iteration": 0, "consumed_samples": 0, "directory": directory, "rng": False}
-    check_optimizer(args, record, directory)
-    check_schedule(args, record, scheduler, directory)
+    check_optimizer(optimizer_kind, record, directory)
+    check_schedule(record, scheduler, directory, schedule_settled)
     same_layout = record.get("layout") == _layout()
     extra = {TRAIN_STATE_KEY: None}
     if same_layout:
         extra[RNG_KEY] = _rng_sharded_object(None)
     loaded = load_checkpoint(directory, chunks, optimizer, scheduler, extra_state=extra,
-                             verify_hashes=not args.no_checkpoint_hashes)
+                             verify_hashes=hashes)
     state = loaded["extra_state"][TRAIN_STATE_KEY]
     if same_layout:
         _set_rng_state(loaded["extra_state"][RNG_KEY])

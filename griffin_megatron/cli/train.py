@@ -24,33 +24,33 @@ def run(args: argparse.Namespace) -> int:
     from ..training.arguments import finalize_arguments
     from ..training.loop import pretrain
 
-    default_run = finalize_arguments(args)
+    run_config, config = finalize_arguments(args)
     if os.environ.get("RANK", "0") == "0":
         import torch
 
         from ..modules.flex_attention import describe_local_attention
-        from ..training.model_config import build_model_config
 
-        has_attention = "A" in build_model_config(args).block_pattern
+        has_attention = "A" in config.block_pattern
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        print(describe_local_attention(args.local_attention, args.backend, has_attention, device),
+        model = run_config.model
+        print(describe_local_attention(model.local_attention, model.backend, has_attention, device),
               flush=True)
-    if default_run:
+    if run_config.default_run:
         from ..training.default_run import limit_cpu_threads
 
         note = limit_cpu_threads()
         if note and os.environ.get("RANK", "0") == "0":
             print(note, flush=True)
     try:
-        result = pretrain(args)
+        result = pretrain(run_config, config)
         if result.is_reporter:
-            _report(args, result, default_run)
+            _report(result, run_config.default_run)
     finally:
         runtime.destroy()
     return 0
 
 
-def _report(args, result, default_run: bool) -> None:
+def _report(result, default_run: bool) -> None:
     if result.first_validation_loss is not None:
         print(f"validation loss: first {result.first_validation_loss:.4f}, last "
               f"{result.last_validation_loss:.4f}")
@@ -58,12 +58,12 @@ def _report(args, result, default_run: bool) -> None:
         print(f"skipped iterations (non-finite loss or gradients): {result.skipped_iterations}")
     if result.checkpoint is None:
         return
-    save = shlex.quote(str(args.save))
+    save = shlex.quote(str(result.save))
     prompt = "def fibonacci(n):" if default_run else "Once upon a time"
     print(f"checkpoint: {result.checkpoint}")
     print("next:")
     print(f"  griffin-megatron generate --load {save} --prompt {shlex.quote(prompt)}")
-    hf_dir = shlex.quote(str(args.save) + "-hf")
+    hf_dir = shlex.quote(str(result.save) + "-hf")
     print(f"  griffin-megatron convert mcore-to-hf --ckpt {save} --out {hf_dir}")
     if result.stopped_by_signal:
         print(f"  resume: griffin-megatron train ... --load {save} --save {save}")

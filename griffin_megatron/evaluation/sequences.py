@@ -66,12 +66,15 @@ def indexed_dataset_sequences(
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset
 
-    from ..training.data import ensure_dataset_helpers, gpt_dataset_config
+    from ..data.megatron_adapter import MegatronTokenizerAdapter
+    from ..run_config import gpt_dataset_config
+    from ..training.data import ensure_dataset_helpers
 
     if split_name not in SPLITS:
         raise DataError(f"split {split_name!r} is not one of {', '.join(SPLITS)}.")
     ensure_dataset_helpers()
-    config = gpt_dataset_config(([prefix], None), seq_length, split, seed, cache_path, tok)
+    config = gpt_dataset_config(([prefix], None), seq_length, split, seed, cache_path,
+                                MegatronTokenizerAdapter(tok))
     sizes: List[Optional[int]] = [0, 0, 0]
     sizes[SPLITS.index(split_name)] = None  # one epoch of this split
     try:

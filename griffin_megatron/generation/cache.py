@@ -1,7 +1,7 @@
 """Fixed-size generation state: what Hawk and Griffin carry instead of a growing KV cache.
 
-The cache is a container; each layer's temporal block creates its own state the first time it
-sees the cache (`allocate_inference_cache`, as in mamba_ssm): a recurrent block the last
+The cache is a container; each layer creates its own state (its temporal block's) the first
+time it sees the cache (`allocate_inference_cache`, as in mamba_ssm): a recurrent block the last
 (conv_width - 1) Conv1D inputs and the fp32 RG-LRU state (`RecurrentBlockState`), an attention
 block a ring buffer of the last `window` keys and values (`KVRing`; fewer slots when the cache
 is told it will never hold more tokens than that: `max_length`). Its size stops growing once

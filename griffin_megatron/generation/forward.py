@@ -1,17 +1,16 @@
-"""The model's forward with a generation cache, through the layers' own modules.
+"""The model's forward with a generation cache, through each layer's own cached forms.
 
 - `forward_with_cache(model, input_ids, position_ids, cache)`: a chunk of T >= 1 tokens per row
   continuing from `cache` (a prompt, a later part of it, or any continuation), updating it, and
-  returning the logits. Each temporal block runs its `prefill`.
+  returning the logits. Each layer runs its `prefill`.
 - `decode_step(model, tokens, position_ids, cache)`: one new token per row, the generation loop's
-  step. Each temporal block runs its `step` (the one-token Conv1D, RG-LRU and ring attention).
+  step. Each layer runs its `step` (the one-token Conv1D, RG-LRU, ring attention and linears).
 
-Both walk the decoder as TransformerLayer.forward does, calling each layer's own modules: its
-norms, its temporal block, its bias-dropout-add, its MLP (`step` for one token:
-modules/parallel_linear.py), then the final norm and GPTModel's output layer (with the
-soft-cap hook; `GriffinModel.output_step` for one token). Nothing of the training forward is
-re-implemented here; the cache reaches the blocks as an explicit argument, never through
-Megatron's forward.
+Both run GPTModel's embedding, then each decoder layer's own `prefill` / `step` with that layer's
+state in the cache (GriffinLayer, modules/griffin_layer.py: the residual wiring lives there,
+written once), then the final norm and GPTModel's output layer (with the soft-cap hook;
+`GriffinModel.output_step` for one token). The cache reaches the layers as an explicit
+argument, never through Megatron's forward.
 """
 
 from __future__ import annotations
@@ -45,8 +44,10 @@ def check_generation_model(model) -> None:
 
 
 def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequenceParams,
-         cache: GriffinInferenceCache, block_call: Callable, mlp_call: Callable,
-         output_call: Callable, last_token_only: bool) -> Tensor:
+         cache: GriffinInferenceCache, layer_call: Callable, output_call: Callable,
+         last_token_only: bool) -> Tensor:
+    """layer_call(layer, hidden, state, seq, rotary): the layer's `prefill` or `step`
+    (GriffinLayer, modules/griffin_layer.py)."""
     config = model.config
     hidden = model.embedding(input_ids=input_ids, position_ids=position_ids)  # [T, B, D]
     rotary = None
@@ -55,16 +56,9 @@ def _run(model, input_ids: Tensor, position_ids: Tensor, seq: GriffinSequencePar
         rotary = rotary_frequencies(seq.positions, rotary_dim, config.rotary_base)
     batch = input_ids.shape[0]
     for layer in model.decoder.layers:
-        block = layer.self_attention
-        state = cache.layer_state(
-            layer.layer_number,
-            lambda: block.allocate_inference_cache(batch, cache.max_length, hidden.dtype, hidden.device),
-        )
-        # TransformerLayer.forward's order, with dropout off (the layers' own bias-dropout-add).
-        out = block_call(block, layer.input_layernorm(hidden), state, seq, rotary)
-        hidden = layer.self_attn_bda(False, config.bias_dropout_fusion)(out, hidden, layer.hidden_dropout)
-        out = mlp_call(layer.mlp, layer.pre_mlp_layernorm(hidden))
-        hidden = layer.mlp_bda(False, config.bias_dropout_fusion)(out, hidden, layer.hidden_dropout)
+        state = cache.layer_state(layer.layer_number, lambda: layer.allocate_inference_cache(
+            batch, cache.max_length, hidden.dtype, hidden.device))
+        hidden = layer_call(layer, hidden, state, seq, rotary)
     hidden = model.decoder.final_layernorm(hidden)
     if last_token_only:
         hidden = hidden[-1:]
@@ -112,7 +106,7 @@ def forward_with_cache(
     seq = model.with_attention_mask(
         seq, input_ids.device, min(cache.seen_tokens, model.config.attention_window))
     return _run(model, input_ids, position_ids, seq, cache,
-                lambda block, *args: block.prefill(*args), lambda mlp, x: mlp(x),
+                lambda layer, *args: layer.prefill(*args),
                 lambda hidden: model.output_layer(
                     hidden, weight=model.shared_embedding_or_output_weight())[0],
                 last_token_only)
@@ -121,7 +115,7 @@ def forward_with_cache(
 def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInferenceCache) -> Tensor:
     """One new token per row after the cached ones: tokens, position_ids [B, 1] -> logits
     [B, 1, V / tp]. The same result as forward_with_cache on a one-token chunk, through each
-    block's one-token `step`; the cache must already hold a prefix (call forward_with_cache
+    layer's one-token `step`; the cache must already hold a prefix (call forward_with_cache
     first)."""
     carried = cache.carried_tokens_since_start()
     if carried is None:
@@ -130,5 +124,5 @@ def decode_step(model, tokens: Tensor, position_ids: Tensor, cache: GriffinInfer
     cache.check_room(1)
     seq = next_token_params(position_ids, carried)
     return _run(model, tokens, position_ids, seq, cache,
-                lambda block, *args: block.step(*args), lambda mlp, x: mlp.step(x),
-                model.output_step, last_token_only=False)
+                lambda layer, *args: layer.step(*args), model.output_step,
+                last_token_only=False)

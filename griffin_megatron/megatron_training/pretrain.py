@@ -81,25 +81,18 @@ def is_dataset_built_on_rank(vp_stage=None) -> bool:
 
 
 def dataset_config(args: argparse.Namespace):
-    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
+    """The GPTDatasetConfig of Megatron-LM's data options, built as `train` builds its own."""
     from megatron.training import get_tokenizer
     from megatron.training.utils import get_blend_and_blend_per_split
 
+    from ..run_config import gpt_dataset_config
+
     blend, blend_per_split = get_blend_and_blend_per_split(args)
-    return GPTDatasetConfig(
-        random_seed=args.seed,
-        sequence_length=args.seq_length,
-        blend=blend,
-        blend_per_split=blend_per_split,
-        split=args.split,
+    return gpt_dataset_config(
+        blend, args.seq_length, args.split, args.seed, args.data_cache_path, get_tokenizer(),
+        eod_mask_loss=args.eod_mask_loss, blend_per_split=blend_per_split,
         num_dataset_builder_threads=args.num_dataset_builder_threads,
-        path_to_cache=args.data_cache_path,
         mmap_bin_files=args.mmap_bin_files,
-        tokenizer=get_tokenizer(),
-        reset_position_ids=True,
-        reset_attention_mask=False,
-        eod_mask_loss=args.eod_mask_loss,
-        create_attention_mask=False,
     )
 
 

@@ -1,10 +1,10 @@
 """Griffin's local-attention block: Megatron's SelfAttention with explicit generation methods.
 
 Training runs SelfAttention.forward unchanged (QKV projection, RoPE, core attention, output
-projection). Generation calls `prefill` for a chunk of tokens and `step` for one token per row:
-the same projections and RoPE around the core attention's own `prefill` / `step`, which read
-and write the layer's ring buffer of keys and values (`KVRing`, made by
-`allocate_inference_cache`).
+projection). For generation its layer (GriffinLayer, griffin_layer.py) calls `prefill` for a
+chunk of tokens and `step` for one token per row: the same projections and RoPE around the core
+attention's own `prefill` / `step`, which read and write the layer's ring buffer of keys and
+values (`KVRing`, made by `allocate_inference_cache`).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ Megatron's GLU fc1), linear_out is row-parallel, and the Conv1D and RG-LRU work 
 whole gate blocks: with tensor parallelism the block needs no communication of its own.
 It sits in TransformerLayer's `self_attention` slot and accepts that slot's arguments.
 
-Generation (griffin_megatron/generation/) calls `prefill` for a chunk of tokens and `step` for
-one token per row, each continuing from and updating the block's own `RecurrentBlockState`
-(made by `allocate_inference_cache`).
+For generation its layer's `prefill` / `step` (GriffinLayer, griffin_layer.py) call the block's
+`prefill` for a chunk of tokens and `step` for one token per row, each continuing from and
+updating the block's own `RecurrentBlockState` (made by `allocate_inference_cache`).
 """
 
 from __future__ import annotations

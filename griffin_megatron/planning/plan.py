@@ -72,7 +72,7 @@ def make_plan(
     broken rule; memory that does not fit is reported by `Plan.memory_problem` (the caller
     decides whether that is an error).
     """
-    from ..training.model_config import build_model_config
+    from ..run_config import build_model_config
 
     source = recipe_path(recipe_source)
     recipe = {**load_recipe(source), **(overrides or {})}

@@ -4,8 +4,9 @@ recipe name or a YAML file) whose keys are the same names without the leading da
 Precedence: command line > --config file > the table's defaults (and, when no --data-path is
 given, the embedded default run's settings, see default_run.py).
 
-`finalize_arguments` merges those sources (`merge_arguments`) and checks everything that can be
-checked before any process group exists, each failure one sentence.
+`finalize_arguments` merges those sources (`merge_arguments`), checks everything that can be
+checked before any process group exists, each failure one sentence, and returns the run's
+settings as one typed object (run_config.RunConfig) with the GriffinConfig they were checked with.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Dict, Iterable, List, Optional, Set
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
 
 from .. import options
 from ..errors import ConfigError, InputFileError, MissingDependencyError
 from ..output_paths import check_creatable_directory, same_directory
+
+if TYPE_CHECKING:  # the parser is built without them, so `train --help` stays fast
+    from ..config import GriffinConfig
+    from ..run_config import RunConfig
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,13 +97,15 @@ def merge_arguments(args: argparse.Namespace) -> bool:
     return default_run
 
 
-def finalize_arguments(args: argparse.Namespace) -> bool:
+def finalize_arguments(args: argparse.Namespace) -> Tuple["RunConfig", "GriffinConfig"]:
     """Merge the --config file and, without --data-path, the default run's settings into
-    `args` (merge_arguments), then check them. Returns whether this is the embedded default
-    run."""
+    `args` (merge_arguments), then check them. Returns the run's settings and the GriffinConfig
+    they were checked with (the preset's vocabulary: the loop swaps in the tokenizer's)."""
+    from ..run_config import RunConfig
+
     default_run = merge_arguments(args)
-    check_arguments(args)
-    return default_run
+    config = check_arguments(args)
+    return RunConfig.from_options(args, config, default_run), config
 
 
 def world_size() -> int:
@@ -122,11 +129,11 @@ def _check_option_values(args: argparse.Namespace) -> None:
             raise ConfigError(f"{option.flag}={value!r} must not be below {option.minimum}.")
 
 
-def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> None:
+def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> "GriffinConfig":
     """Everything that can be checked before processes are grouped; one sentence per failure.
     The parallel layout is checked by building the run's GriffinConfig (the preset's vocabulary
     stands in for the tokenizer's), so a bad layout stops here, before any process group or
-    model exists."""
+    model exists. Returns that config."""
     world = world_size() if world is None else world
     _check_option_values(args)
     decay_iters = args.lr_decay_iters or args.train_iters
@@ -141,9 +148,8 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
         )
     from ..config import check_batch
     from ..context_parallel.layout import check_context_parallel_layout
-    from .model_config import build_model_config
-
     from ..modules.flex_attention import check_local_attention_choice
+    from ..run_config import build_model_config
 
     config = build_model_config(args)
     check_context_parallel_layout(config, args.backend)
@@ -170,6 +176,7 @@ def check_arguments(args: argparse.Namespace, world: Optional[int] = None) -> No
             raise InputFileError(
                 f"--load {args.load} does not exist; pass a checkpoint or save directory."
             )
+    return config
 
 
 def check_split_format(split: str) -> list:
@@ -212,8 +219,3 @@ def _check_logging_packages(args: argparse.Namespace) -> None:
                 f"`{install}` or drop {option}."
             )
 
-
-def data_parallel_size(args: argparse.Namespace, world: Optional[int] = None) -> int:
-    world = world_size() if world is None else world
-    model_parallel = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
-    return world // (model_parallel * getattr(args, "context_parallel_size", 1))

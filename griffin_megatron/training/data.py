@@ -10,8 +10,6 @@ model resets its recurrence, convolution and attention window.
 
 from __future__ import annotations
 
-import argparse
-import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from ..data.megatron_adapter import MegatronTokenizerAdapter
 from ..data.preprocess import read_meta
 from ..data.tokenizers import TextTokenizer, load_tokenizer
 from ..errors import DataError, InputFileError
+from ..run_config import gpt_dataset_config
 
 # The first bytes of every Megatron .idx file (megatron.core.datasets.indexed_dataset).
 INDEX_HEADER = b"MMIDIDX\x00\x00"
@@ -189,54 +188,24 @@ def check_split_sizes(prefixes: List[str], split: str) -> None:
             )
 
 
-def padded_vocab_size(vocab_size: int, divisible_by: int, tensor_parallel: int) -> int:
-    """The embedding table grows to a multiple of both divisible_by and the TP size. Megatron-LM
-    pads to divisible_by x TP instead, which makes the vocabulary (an architecture field)
-    depend on the layout; with the least common multiple, a checkpoint trained at one TP size
-    resumes at another (for TP sizes that divide divisible_by)."""
-    multiple = math.lcm(divisible_by, tensor_parallel)
-    return int(math.ceil(vocab_size / multiple) * multiple)
-
-
-def dataset_sizes(args: argparse.Namespace) -> List[int]:
+def dataset_sizes(train_iters: int, eval_iters: int, global_batch_size: int) -> List[int]:
     """Samples to draw per split (train, valid, test). Validation uses the same eval_iters
     global batches every time, so its losses are comparable across the run."""
-    eval_samples = args.eval_iters * args.global_batch_size
-    return [args.train_iters * args.global_batch_size, eval_samples, eval_samples]
+    eval_samples = eval_iters * global_batch_size
+    return [train_iters * global_batch_size, eval_samples, eval_samples]
 
 
-def gpt_dataset_config(blend, seq_length: int, split: str, seed: int, cache_path: Optional[str],
-                       tok: TextTokenizer, eod_mask_loss: bool = False):
-    """Megatron's GPTDatasetConfig with the conventions of every Griffin dataset (training and
-    evaluation alike): positions restart at each document, which is where the model resets its
-    recurrence and attention, and no attention mask is built (the model derives it)."""
-    from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
-
-    return GPTDatasetConfig(
-        random_seed=seed,
-        sequence_length=seq_length,
-        blend=blend,
-        split=split,
-        path_to_cache=cache_path,
-        tokenizer=MegatronTokenizerAdapter(tok),
-        reset_position_ids=True,
-        reset_attention_mask=False,
-        eod_mask_loss=eod_mask_loss,
-        create_attention_mask=False,
-    )
-
-
-def build_datasets(args: argparse.Namespace, tok: TextTokenizer, seq_length: int):
-    """(train, valid, test) Megatron datasets; valid/test are None for empty splits."""
+def build_datasets(data_path: List[str], split: str, seed: int, cache_path: Optional[str],
+                   eod_mask_loss: bool, sizes: List[int], tok: TextTokenizer, seq_length: int):
+    """(train, valid, test) Megatron datasets of `sizes` samples (dataset_sizes); valid/test are
+    None for empty splits."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset
 
     ensure_dataset_helpers()
-    config = gpt_dataset_config(parse_blend(args.data_path), seq_length, args.split, args.seed,
-                                args.data_cache_path, tok, eod_mask_loss=args.eod_mask_loss)
-    builder = BlendedMegatronDatasetBuilder(
-        GPTDataset, dataset_sizes(args), lambda: True, config
-    )
+    config = gpt_dataset_config(parse_blend(data_path), seq_length, split, seed, cache_path,
+                                MegatronTokenizerAdapter(tok), eod_mask_loss=eod_mask_loss)
+    builder = BlendedMegatronDatasetBuilder(GPTDataset, sizes, lambda: True, config)
     return builder.build()
 
 
@@ -276,7 +245,7 @@ class DataIterators:
 
     train: List[Iterator]
     valid_dataset: object
-    args: argparse.Namespace
+    micro_batch_size: int
 
     def validation(self) -> Optional[List[Iterator]]:
         """Fresh iterators over the fixed validation batches."""
@@ -285,21 +254,21 @@ class DataIterators:
         return [iter(self._valid_loader()) for _ in range(len(self.train))]
 
     def _valid_loader(self):
-        args = self.args
         sampler = PretrainingSampler(
-            len(self.valid_dataset), 0, args.micro_batch_size,
+            len(self.valid_dataset), 0, self.micro_batch_size,
             parallel_state.get_data_parallel_rank(), parallel_state.get_data_parallel_world_size(),
         )
         return _loader(self.valid_dataset, sampler, 0)
 
 
-def build_data_iterators(args: argparse.Namespace, datasets, consumed_samples: int,
-                         num_chunks: int) -> DataIterators:
+def build_data_iterators(datasets, consumed_samples: int, num_chunks: int, micro_batch_size: int,
+                         num_workers: int) -> DataIterators:
     train, valid, _ = datasets
     dp_rank = parallel_state.get_data_parallel_rank()
     dp_size = parallel_state.get_data_parallel_world_size()
     iterators = []
     for _ in range(num_chunks):
-        sampler = PretrainingSampler(len(train), consumed_samples, args.micro_batch_size, dp_rank, dp_size)
-        iterators.append(iter(_loader(train, sampler, args.num_workers)))
-    return DataIterators(iterators, valid, args)
+        sampler = PretrainingSampler(len(train), consumed_samples, micro_batch_size, dp_rank,
+                                     dp_size)
+        iterators.append(iter(_loader(train, sampler, num_workers)))
+    return DataIterators(iterators, valid, micro_batch_size)

@@ -9,7 +9,6 @@ shown as n/a where no peak is known (CPUs).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import sys
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 import torch
+
+from ..run_config import RunConfig
 
 
 def memory_in_use_bytes() -> int:
@@ -61,9 +62,12 @@ def _fmt(value: Optional[float], spec: str) -> str:
 
 
 class TrainingLogger:
-    def __init__(self, args: argparse.Namespace, throughput: Throughput, start_iteration: int,
+    def __init__(self, run: RunConfig, throughput: Throughput, start_iteration: int,
                  is_writer: bool):
-        self.args = args
+        self.train_iters = run.batch.train_iters
+        self.log_interval = run.logging.log_interval
+        self.seq_length = run.model.seq_length
+        self.global_batch_size = run.batch.global_batch_size
         self.throughput = throughput
         self.is_writer = is_writer
         self.interval = _Interval()
@@ -77,18 +81,19 @@ class TrainingLogger:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=args.train_iters, initial=start_iteration, unit="it",
+            self.bar = tqdm(total=run.batch.train_iters, initial=start_iteration, unit="it",
                             dynamic_ncols=True, leave=False)
         # Both packages were checked for by arguments.check_arguments on every rank.
-        if args.tensorboard_dir:
+        settings = run.logging
+        if settings.tensorboard_dir:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(log_dir=args.tensorboard_dir, max_queue=100)
-        if args.wandb_project:
+            self.tensorboard = SummaryWriter(log_dir=settings.tensorboard_dir, max_queue=100)
+        if settings.wandb_project:
             import wandb
 
-            self.wandb = wandb.init(project=args.wandb_project, name=args.wandb_exp_name,
-                                    config={k: v for k, v in vars(args).items() if not k.startswith("_")})
+            self.wandb = wandb.init(project=settings.wandb_project, name=settings.wandb_exp_name,
+                                    config=run.as_options())
 
     def print(self, text: str) -> None:
         if not self.is_writer:
@@ -124,15 +129,15 @@ class TrainingLogger:
             self.bar.update(1)
             if interval.losses:
                 self.bar.set_postfix_str(f"loss {interval.losses[-1]:.3f}")
-        if iteration % self.args.log_interval and iteration != self.args.train_iters:
+        if iteration % self.log_interval and iteration != self.train_iters:
             return
         seconds = (time.perf_counter() - interval.started - interval.excluded) / interval.steps
         rates = self.throughput.rates(seconds)
         mean_loss = sum(interval.losses) / len(interval.losses) if interval.losses else None
         mean_norm = sum(interval.grad_norms) / len(interval.grad_norms) if interval.grad_norms else None
-        tokens = consumed_samples * self.args.seq_length
+        tokens = consumed_samples * self.seq_length
         line = " | ".join([
-            f"iteration {iteration:>8d}/{self.args.train_iters:d}",
+            f"iteration {iteration:>8d}/{self.train_iters:d}",
             f"consumed samples: {consumed_samples:d}",
             f"consumed tokens: {tokens:d}",
             f"elapsed ms/iter: {seconds * 1e3:.1f}",
@@ -140,7 +145,7 @@ class TrainingLogger:
             f"TFLOP/s/GPU: {rates['TFLOP/s/GPU']:.3g}",
             f"MFU: {_fmt(rates['MFU'], '.1%')}",
             f"lr: {lr:.3E}",
-            f"global batch: {self.args.global_batch_size:d}",
+            f"global batch: {self.global_batch_size:d}",
             f"lm loss: {_fmt(mean_loss, '.6E')}",
             f"grad norm: {_fmt(mean_norm, '.3f')}",
             f"skipped/nan: {interval.skipped}/{interval.nan}",

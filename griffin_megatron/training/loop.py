@@ -13,7 +13,6 @@ does, for one CPU process, several over gloo, or many GPUs over NCCL (torchrun).
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from megatron.core.num_microbatches_calculator import (
 
 from .. import compat, context_parallel
 from ..checkpoint import save_directory, training_state
+from ..config import GriffinConfig, virtual_stages
 from ..errors import CheckpointError
 from ..modules.rglru import warm_up_kernels
 from ..parallel import (
@@ -36,10 +36,9 @@ from ..parallel import (
     build_scheduler,
     default_ddp_config,
 )
+from ..run_config import RunConfig
 from . import data, default_run, setup
-from .arguments import data_parallel_size
 from .logging import TrainingLogger
-from .model_config import virtual_pipeline_size
 from .signals import ExitSignalHandler
 from .trainer import Trainer, optimizer_config
 
@@ -50,80 +49,99 @@ class TrainResult:
     first_validation_loss: Optional[float]
     last_validation_loss: Optional[float]
     checkpoint: Optional[Path]
+    save: Optional[str]  # the run's save directory (--save, or the fresh one it chose)
     skipped_iterations: int
     stopped_by_signal: bool
     is_reporter: bool  # rank 0, which prints the summary
 
 
-def pretrain(args: argparse.Namespace) -> TrainResult:
-    """Train as the (already finalised) arguments say. Every rank calls this."""
+def pretrain(run: RunConfig, checked_config: GriffinConfig) -> TrainResult:
+    """Train as the run's (finalised) settings say, with the GriffinConfig its options were
+    checked with (training.arguments.finalize_arguments). Every rank calls this."""
     # Megatron's schedules, optimizer and checkpointing ask for CUDA in literals; on a CPU the
     # whole run answers them there.
     with compat.cuda_requests_on_cpu():
-        return _pretrain(args)
+        return _pretrain(run, checked_config)
 
 
-def _pretrain(args: argparse.Namespace) -> TrainResult:
-    save_directory.check_save_directory(args)
+def _pretrain(run: RunConfig, checked_config: GriffinConfig) -> TrainResult:
+    parallel, batch = run.parallel, run.batch
+    save_directory.check_save_directory(run.checkpoint.save, run.checkpoint.load)
     # Bad data and model settings fail before any process group exists (all ranks see the same).
-    if args.data_path is not None:
-        tokenizer = setup.checked_data(args)
-        config = setup.model_config(args, tokenizer)
+    if run.data.data_path is not None:
+        tokenizer = setup.checked_data(run.data.data_path, run.data.split, run.data.tokenizer)
+        config = setup.model_config(checked_config, run, tokenizer)
+    # Model chunks per pipeline rank (None without interleaving), by the config's own rule.
+    interleaved = (parallel.num_layers_per_virtual_pipeline_stage is not None
+                   and parallel.pipeline_model_parallel_size > 1)
     context_parallel.ensure_initialized(
-        args.tensor_model_parallel_size, args.pipeline_model_parallel_size,
-        virtual_pipeline_size(args),
-        context_parallel_size=args.context_parallel_size, seed=args.seed,
+        parallel.tensor_model_parallel_size, parallel.pipeline_model_parallel_size,
+        virtual_stages(checked_config) if interleaved else None,
+        context_parallel_size=parallel.context_parallel_size, seed=batch.seed,
     )
-    if args.data_path is None:
-        args.data_path = [setup.rank0_first(default_run.prepare_corpus)]
-        tokenizer = setup.checked_data(args)
-        config = setup.model_config(args, tokenizer)
-    args.save = setup.agreed_save_directory(args)
-    lock = save_directory.lock_save_directory(args)
+    if run.data.data_path is None:
+        run = run.replace("data", data_path=[setup.rank0_first(default_run.prepare_corpus)])
+        tokenizer = setup.checked_data(run.data.data_path, run.data.split, run.data.tokenizer)
+        config = setup.model_config(checked_config, run, tokenizer)
+    run = run.replace("checkpoint", save=setup.agreed_save_directory(run.checkpoint.save,
+                                                                     run.checkpoint.no_save))
+    lock = save_directory.lock_save_directory(run.checkpoint.save)
     init_num_microbatches_calculator(
-        dist.get_rank(), None, args.global_batch_size, args.micro_batch_size,
-        data_parallel_size(args, dist.get_world_size()),
+        dist.get_rank(), None, batch.global_batch_size, batch.micro_batch_size,
+        run.data_parallel_size(dist.get_world_size()),
     )
     try:
+        distributed_optimizer = parallel.use_distributed_optimizer
         chunks = build_model_chunks(
-            config, args.backend,
-            ddp_config=default_ddp_config(use_distributed_optimizer=args.use_distributed_optimizer),
+            config, run.model.backend,
+            ddp_config=default_ddp_config(use_distributed_optimizer=distributed_optimizer),
         )
-        optimizer = build_optimizer(chunks, optimizer_config(args))
+        optimizer = build_optimizer(chunks, optimizer_config(batch, distributed_optimizer))
         # Schedule lengths in samples, as Megatron-LM counts them.
         scheduler = build_scheduler(
             optimizer,
-            max_lr=args.lr,
-            min_lr=args.min_lr,
-            warmup_steps=args.lr_warmup_iters * args.global_batch_size,
-            decay_steps=(args.lr_decay_iters or args.train_iters) * args.global_batch_size,
-            decay_style=args.lr_decay_style,
-            weight_decay=args.weight_decay,
-            override_from_checkpoint=args.override_opt_param_scheduler,
+            max_lr=batch.lr,
+            min_lr=batch.min_lr,
+            warmup_steps=batch.lr_warmup_iters * batch.global_batch_size,
+            decay_steps=(batch.lr_decay_iters or batch.train_iters) * batch.global_batch_size,
+            decay_style=batch.lr_decay_style,
+            weight_decay=batch.weight_decay,
+            override_from_checkpoint=run.checkpoint.override_opt_param_scheduler,
         )
         attach_to_schedule(config, chunks, optimizer)
         # Compile and tune the RG-LRU kernels now: a step never times kernels (no-op on a CPU).
-        warm_up_kernels(chunks, args.micro_batch_size, args.seq_length)
-        trainer = Trainer(args, chunks, optimizer, scheduler)
-        return _train(args, trainer, tokenizer, config)
+        warm_up_kernels(chunks, batch.micro_batch_size, run.model.seq_length)
+        trainer = Trainer(run, chunks, optimizer, scheduler)
+        return _train(run, trainer, tokenizer, config)
     finally:
         destroy_num_microbatches_calculator()
         if lock is not None:
             lock.release()
 
 
-def _resume(args, trainer: Trainer) -> str:
-    if save_directory.nothing_to_resume(args):
-        return f"no checkpoint in {args.load} yet: starting from scratch"
+def _optimizer_kind(run: RunConfig) -> dict:
+    return training_state.optimizer_settings(run.parallel.use_distributed_optimizer,
+                                             run.batch.bf16)
+
+
+def _resume(run: RunConfig, trainer: Trainer) -> str:
+    checkpoint = run.checkpoint
+    if save_directory.nothing_to_resume(checkpoint.load, checkpoint.save):
+        return f"no checkpoint in {checkpoint.load} yet: starting from scratch"
     restored = training_state.load_training_checkpoint(
-        args, trainer.chunks, trainer.optimizer, trainer.scheduler
+        checkpoint.load, trainer.chunks, trainer.optimizer, trainer.scheduler,
+        finetune=checkpoint.finetune, optimizer_kind=_optimizer_kind(run),
+        schedule_settled=(checkpoint.override_opt_param_scheduler
+                          or checkpoint.use_checkpoint_opt_param_scheduler),
+        hashes=not checkpoint.no_checkpoint_hashes,
     )
     trainer.iteration = restored["iteration"]
     trainer.consumed_samples = restored["consumed_samples"]
-    if trainer.iteration >= args.train_iters:
+    train_iters = run.batch.train_iters
+    if trainer.iteration >= train_iters:
         raise CheckpointError(
             f"checkpoint {restored['directory']} is at iteration {trainer.iteration}, not below "
-            f"--train-iters={args.train_iters}; raise --train-iters and pass "
+            f"--train-iters={train_iters}; raise --train-iters and pass "
             "--override-opt-param-scheduler (the schedule then spans the new length) to train "
             "further."
         )
@@ -134,16 +152,22 @@ def _resume(args, trainer: Trainer) -> str:
             + ("" if restored["rng"] else "; random states start from --seed (another layout)"))
 
 
-def _train(args, trainer: Trainer, tokenizer, config) -> TrainResult:
-    resumed = _resume(args, trainer) if args.load else None
-    datasets = data.build_datasets(args, tokenizer, args.seq_length)
-    iterators = data.build_data_iterators(args, datasets, trainer.consumed_samples,
-                                          len(trainer.chunks))
+def _train(run: RunConfig, trainer: Trainer, tokenizer, config) -> TrainResult:
+    batch, checkpoint = run.batch, run.checkpoint
+    resumed = _resume(run, trainer) if checkpoint.load else None
+    datasets = data.build_datasets(
+        run.data.data_path, run.data.split, batch.seed, run.data.data_cache_path,
+        run.data.eod_mask_loss,
+        data.dataset_sizes(batch.train_iters, run.evaluation.eval_iters, batch.global_batch_size),
+        tokenizer, run.model.seq_length,
+    )
+    iterators = data.build_data_iterators(datasets, trainer.consumed_samples, len(trainer.chunks),
+                                          batch.micro_batch_size, run.data.num_workers)
     rank0 = dist.get_rank() == 0
-    logger = TrainingLogger(args, setup.throughput(args, config), trainer.iteration, rank0)
+    logger = TrainingLogger(run, setup.throughput(run, config), trainer.iteration, rank0)
     if resumed:
         logger.print(resumed)
-    logger.print(setup.banner(args, config, trainer.chunks))
+    logger.print(setup.banner(run, config, trainer.chunks))
 
     first_val = last_val = saved = None
     stop = False
@@ -152,31 +176,35 @@ def _train(args, trainer: Trainer, tokenizer, config) -> TrainResult:
             first_val = last_val = trainer.evaluate(iterators.validation())
             if first_val is not None:
                 logger.validation(0, first_val)
-        while trainer.iteration < args.train_iters and not stop:
+        while trainer.iteration < batch.train_iters and not stop:
             loss, grad_norm, skipped = trainer.train_step(iterators.train)
             if skipped:
                 what = f"lm loss is {loss}" if not math.isfinite(loss) else "a gradient is not finite"
                 logger.print(f"iteration {trainer.iteration}: {what}; skipped the optimizer step")
             logger.step(trainer.iteration, loss, grad_norm, trainer.optimizer.param_groups[0]["lr"],
                         skipped, trainer.consumed_samples)
-            done = trainer.iteration == args.train_iters
+            done = trainer.iteration == batch.train_iters
             with logger.untimed():
-                if trainer.iteration % args.eval_interval == 0 or done:
+                if trainer.iteration % run.evaluation.eval_interval == 0 or done:
                     last_val = trainer.evaluate(iterators.validation())
                     if last_val is not None:
                         first_val = last_val if first_val is None else first_val
                         logger.validation(trainer.iteration, last_val)
                 stop = signals.received_anywhere()
-                periodic = args.save_interval and trainer.iteration % args.save_interval == 0
-                if args.save and (periodic or done or stop):
+                interval = checkpoint.save_interval
+                periodic = interval and trainer.iteration % interval == 0
+                if checkpoint.save and (periodic or done or stop):
                     saved = training_state.save_training_checkpoint(
-                        args, trainer.chunks, trainer.optimizer, trainer.scheduler,
+                        checkpoint.save, trainer.chunks, trainer.optimizer, trainer.scheduler,
                         trainer.iteration, trainer.consumed_samples, tokenizer.path.parent,
+                        backend=run.model.backend, optimizer_kind=_optimizer_kind(run),
+                        hashes=not checkpoint.no_checkpoint_hashes,
                     )
                     logger.print(f"saved checkpoint {saved}")
         if stop:
             logger.print(f"received {signals.name}: stopped after iteration {trainer.iteration}"
-                         + (" (saved)" if args.save else ""))
+                         + (" (saved)" if checkpoint.save else ""))
     logger.close()
-    return TrainResult(trainer.iteration, first_val, last_val, saved, logger.total_skipped,
+    return TrainResult(trainer.iteration, first_val, last_val, saved, checkpoint.save,
+                       logger.total_skipped,
                        stopped_by_signal=stop, is_reporter=rank0)

@@ -3,10 +3,9 @@ save directory all ranks agree on, and the numbers its banner and throughput rep
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.distributed as dist
@@ -15,26 +14,25 @@ from megatron.core.utils import unwrap_model
 
 from ..config import GriffinConfig
 from ..data.tokenizers import TextTokenizer
+from ..run_config import RunConfig, padded_vocab_size, with_vocab_size
 from . import data
-from .arguments import data_parallel_size
 from .logging import Throughput
-from .model_config import build_model_config
 
 
-def checked_data(args: argparse.Namespace) -> TextTokenizer:
+def checked_data(data_path: List[str], split: str, tokenizer: Optional[str]) -> TextTokenizer:
     """The tokenizer of the run, after checking the datasets exist and match it."""
-    prefixes, _ = data.parse_blend(args.data_path)
+    prefixes, _ = data.parse_blend(data_path)
     data.check_dataset_files(prefixes)
-    data.check_split_sizes(prefixes, args.split)
-    return data.resolve_tokenizer(prefixes, args.tokenizer)
+    data.check_split_sizes(prefixes, split)
+    return data.resolve_tokenizer(prefixes, tokenizer)
 
 
-def model_config(args: argparse.Namespace, tokenizer: TextTokenizer) -> GriffinConfig:
-    vocab = data.padded_vocab_size(tokenizer.vocab_size, args.make_vocab_size_divisible_by,
-                                   args.tensor_model_parallel_size)
-    config = build_model_config(args, vocab)
-    args.seq_length = config.seq_length
-    return config
+def model_config(checked: GriffinConfig, run: RunConfig, tokenizer: TextTokenizer) -> GriffinConfig:
+    """The GriffinConfig the run trains: the one its options were checked with
+    (training.arguments.check_arguments), with the tokenizer's padded vocabulary."""
+    vocab = padded_vocab_size(tokenizer.vocab_size, run.model.make_vocab_size_divisible_by,
+                              run.parallel.tensor_model_parallel_size)
+    return with_vocab_size(checked, vocab)
 
 
 def rank0_first(build):
@@ -45,12 +43,12 @@ def rank0_first(build):
     return holder[0]
 
 
-def agreed_save_directory(args: argparse.Namespace) -> Optional[str]:
+def agreed_save_directory(save: Optional[str], no_save: bool) -> Optional[str]:
     """--save, or a fresh ./runs/griffin-<time> chosen by rank 0 (never an existing one)."""
-    if args.no_save:
+    if no_save:
         return None
-    if args.save is not None:
-        return str(Path(args.save).expanduser())
+    if save is not None:
+        return str(Path(save).expanduser())
 
     def fresh() -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -63,12 +61,13 @@ def agreed_save_directory(args: argparse.Namespace) -> Optional[str]:
     return rank0_first(fresh)
 
 
-def throughput(args: argparse.Namespace, config: GriffinConfig) -> Throughput:
+def throughput(run: RunConfig, config: GriffinConfig) -> Throughput:
     from ..flops import griffin_forward_flops, peak_bf16_tflops, training_flops
 
-    flops = training_flops(griffin_forward_flops(config, args.seq_length), args.global_batch_size)
+    seq_length, global_batch = run.model.seq_length, run.batch.global_batch_size
+    flops = training_flops(griffin_forward_flops(config, seq_length), global_batch)
     peak = peak_bf16_tflops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
-    return Throughput(args.global_batch_size * args.seq_length, flops, dist.get_world_size(), peak)
+    return Throughput(global_batch * seq_length, flops, dist.get_world_size(), peak)
 
 
 def parameter_count(chunks) -> int:
@@ -88,14 +87,16 @@ def parameter_count(chunks) -> int:
     return int(total.item())
 
 
-def banner(args: argparse.Namespace, config: GriffinConfig, chunks) -> str:
+def banner(run: RunConfig, config: GriffinConfig, chunks) -> str:
     world = dist.get_world_size()
+    parallel, batch = run.parallel, run.batch
     return (
         f"training {'Hawk' if config.is_hawk else 'Griffin'} ({''.join(config.layer_types)}, "
         f"{parameter_count(chunks) / 1e6:.2f}M parameters, vocabulary {config.vocab_size}) for "
-        f"{args.train_iters} iterations | {world} process(es): TP={args.tensor_model_parallel_size} "
-        f"PP={args.pipeline_model_parallel_size} CP={args.context_parallel_size} "
-        f"DP={data_parallel_size(args, world)} | global "
-        f"batch {args.global_batch_size} x {args.seq_length} tokens | "
-        f"{'bf16' if args.bf16 else 'fp32'} | {'cuda' if torch.cuda.is_available() else 'cpu'}"
+        f"{batch.train_iters} iterations | {world} process(es): "
+        f"TP={parallel.tensor_model_parallel_size} "
+        f"PP={parallel.pipeline_model_parallel_size} CP={parallel.context_parallel_size} "
+        f"DP={run.data_parallel_size(world)} | global "
+        f"batch {batch.global_batch_size} x {run.model.seq_length} tokens | "
+        f"{'bf16' if batch.bf16 else 'fp32'} | {'cuda' if torch.cuda.is_available() else 'cpu'}"
     )

@@ -6,7 +6,6 @@ update, no LR step) and reported, as Megatron's optimizer does when it finds `fo
 
 from __future__ import annotations
 
-import argparse
 from typing import List, Optional, Tuple
 
 import torch
@@ -17,22 +16,23 @@ from megatron.core.optimizer import OptimizerConfig
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from ..parallel import average_lm_loss, forward_step, gradients_are_finite
+from ..run_config import BatchOptions, RunConfig
 
 
-def optimizer_config(args: argparse.Namespace) -> OptimizerConfig:
+def optimizer_config(batch: BatchOptions, use_distributed_optimizer: bool) -> OptimizerConfig:
     """Megatron's Adam(W) settings from the options."""
     return OptimizerConfig(
         optimizer="adam",
-        lr=args.lr,
-        min_lr=args.min_lr,
-        weight_decay=args.weight_decay,
-        adam_beta1=args.adam_beta1,
-        adam_beta2=args.adam_beta2,
-        adam_eps=args.adam_eps,
-        clip_grad=args.clip_grad,
-        bf16=args.bf16,
-        params_dtype=torch.bfloat16 if args.bf16 else torch.float32,
-        use_distributed_optimizer=args.use_distributed_optimizer,
+        lr=batch.lr,
+        min_lr=batch.min_lr,
+        weight_decay=batch.weight_decay,
+        adam_beta1=batch.adam_beta1,
+        adam_beta2=batch.adam_beta2,
+        adam_eps=batch.adam_eps,
+        clip_grad=batch.clip_grad,
+        bf16=batch.bf16,
+        params_dtype=torch.bfloat16 if batch.bf16 else torch.float32,
+        use_distributed_optimizer=use_distributed_optimizer,
     )
 
 
@@ -49,8 +49,8 @@ def _loss_to_rank0(loss: Optional[float]) -> Optional[float]:
 class Trainer:
     """This rank's model chunks, optimizer and schedule."""
 
-    def __init__(self, args: argparse.Namespace, chunks: List, optimizer, scheduler):
-        self.args = args
+    def __init__(self, run: RunConfig, chunks: List, optimizer, scheduler):
+        self.run = run
         self.chunks = chunks
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -65,8 +65,8 @@ class Trainer:
             data_iterator=iterators if len(iterators) > 1 else iterators[0],
             model=self.chunks,
             num_microbatches=get_num_microbatches(),
-            seq_length=self.args.seq_length,
-            micro_batch_size=self.args.micro_batch_size,
+            seq_length=self.run.model.seq_length,
+            micro_batch_size=self.run.batch.micro_batch_size,
             forward_only=forward_only,
         )
         last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
@@ -84,9 +84,9 @@ class Trainer:
         else:
             update_successful, grad_norm = False, None
         if update_successful:
-            self.scheduler.step(increment=self.args.global_batch_size)
+            self.scheduler.step(increment=self.run.batch.global_batch_size)
         self.iteration += 1
-        self.consumed_samples += self.args.global_batch_size
+        self.consumed_samples += self.run.batch.global_batch_size
         return loss, grad_norm, not update_successful
 
     @torch.no_grad()
@@ -96,8 +96,8 @@ class Trainer:
             return None
         for chunk in self.chunks:
             chunk.eval()
-        total = sum(self._run_schedule(iterators, forward_only=True)
-                    for _ in range(self.args.eval_iters))
+        eval_iters = self.run.evaluation.eval_iters
+        total = sum(self._run_schedule(iterators, forward_only=True) for _ in range(eval_iters))
         for chunk in self.chunks:
             chunk.train()
-        return total / self.args.eval_iters
+        return total / eval_iters

@@ -124,11 +124,11 @@ def test_pretrain_args_take_the_fusion_rule(importable, flags, expected, monkeyp
 
     from griffin_megatron.device import FUSION_EXTENSION
     from griffin_megatron.megatron_training.arguments import (
-        _run_settings,
         add_griffin_arguments,
         apply_preset,
         check_griffin_arguments,
     )
+    from griffin_megatron.run_config import megatron_lm_settings
 
     fake = types.ModuleType(FUSION_EXTENSION) if importable else None
     monkeypatch.setitem(sys.modules, FUSION_EXTENSION, fake)
@@ -140,7 +140,7 @@ def test_pretrain_args_take_the_fusion_rule(importable, flags, expected, monkeyp
     check_griffin_arguments(args)
     assert args.gradient_accumulation_fusion is expected
     args.params_dtype = torch.float32  # set by validate_args, which this test does not run
-    assert _run_settings(args)["gradient_accumulation_fusion"] is expected
+    assert megatron_lm_settings(args)["gradient_accumulation_fusion"] is expected
 
 
 @requires_megatron_training

@@ -1,15 +1,18 @@
-"""Each block's one-token `step` against its own `forward`, and the once-per-forward layout
-facts of the sequence params (what the te backend's attention reads instead of syncing)."""
+"""Each layer's and block's one-token `step` (and each layer's `prefill`) against its own
+`forward`, and the once-per-forward layout facts of the sequence params (what the te backend's
+attention reads instead of syncing)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from griffin_megatron.modules.griffin_layer import GriffinLayer
 from griffin_megatron.sequence import (
     build_sequence_params,
     document_stream_boundaries,
     next_token_params,
+    rotary_frequencies,
     with_document_streams,
 )
 
@@ -64,6 +67,39 @@ def test_recurrent_block_step_and_prefill_equal_forward(recurrent_block):
             out, _ = recurrent_block.step(hidden[t:t + 1], state, step_seq)
             outputs.append(out)
             carried = step_seq.tokens_since_start[0]
+    torch.testing.assert_close(torch.cat(outputs), full, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer_index", [pytest.param(0, id="recurrent"),
+                                         pytest.param(2, id="attention")])
+def test_layer_prefill_and_step_equal_its_forward(layer_index):
+    """A GriffinLayer's prefill of 4 tokens, a continuation prefill of 3, then one-token steps
+    == Megatron's TransformerLayer.forward (the training wiring) over all T tokens, with
+    document starts inside the rows and past the attention window (8) of the tiny model."""
+    from tests.generation.tiny_models import build_tiny_model
+
+    layer = build_tiny_model("RRA").decoder.layers[layer_index]
+    assert isinstance(layer, GriffinLayer)
+    config, positions = layer.config, _positions()
+    seq = build_sequence_params(T, B, torch.device("cpu"), positions)
+    rotary = rotary_frequencies(seq.positions, int(config.kv_channels * config.rotary_percent),
+                                config.rotary_base)  # [T, B, 1, d]
+    hidden = torch.randn(T, B, config.hidden_size, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        full, _ = layer(hidden, attention_mask=None, rotary_pos_emb=rotary, packed_seq_params=seq)
+        state = layer.allocate_inference_cache(B, None, hidden.dtype, hidden.device)
+        outputs, carried = [], None
+        for start, end in ((0, 4), (4, 7)):
+            chunk_seq = build_sequence_params(end - start, B, hidden.device,
+                                              positions[:, start:end],
+                                              carried_tokens_since_start=carried)
+            outputs.append(layer.prefill(hidden[start:end], state, chunk_seq, rotary[start:end]))
+            carried = chunk_seq.tokens_since_start[-1]
+        for t in range(7, T):
+            step_seq = next_token_params(positions[:, t:t + 1], carried)
+            outputs.append(layer.step(hidden[t:t + 1], state, step_seq, rotary[t:t + 1]))
+            carried = step_seq.tokens_since_start[0]
+    assert not torch.equal(full, hidden)  # the layer is no identity: the comparison can fail
     torch.testing.assert_close(torch.cat(outputs), full, rtol=1e-5, atol=1e-6)
 
 

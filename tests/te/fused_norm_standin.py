@@ -53,6 +53,9 @@ class FusedNormColumnParallelLinear(_ExtraState, ColumnParallelLinear):
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return super().forward((normed * (1.0 + self.layer_norm_weight.float())).type_as(x))
 
+    def step(self, x):  # as te_modules' TE linears: their one-token step is their forward
+        return self(x)
+
 
 class BiasFreeFusedNormColumnParallelLinear(FusedNormColumnParallelLinear):
     def __init__(self, *args, bias: bool = False, **kwargs):

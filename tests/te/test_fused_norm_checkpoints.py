@@ -4,18 +4,21 @@ norm + linear that has TE's parameter names and `_extra_state` entries (fused_no
 - Its parameters map onto the local backend's names, so full state dicts move between backends.
 - Distributed checkpoints written by either backend load into the other (same logits).
 - HF export of a checkpoint written by the fused backend equals the local model's export.
+- Cached generation through the fused layers (each GriffinLayer's prefill and step, with the
+  norms inside the linears) gives the logits of the model's forward.
 """
 
 import pytest
 import torch
-from megatron.core.tensor_parallel import RowParallelLinear
 
 from griffin_megatron import layer_specs
 from griffin_megatron.checkpoint.model import load_model_checkpoint, save_model_checkpoint
 from griffin_megatron.cli.main import main
+from griffin_megatron.generation import GriffinInferenceCache, decode_step, forward_with_cache
 from griffin_megatron.model import GriffinModel
 from griffin_megatron.modules.local_attention import LocalWindowedAttention
 from griffin_megatron.modules.norm import GriffinRMSNorm
+from griffin_megatron.modules.parallel_linear import RowParallelLinearWithStep
 from griffin_megatron.presets import get_preset
 from griffin_megatron.runtime import ensure_initialized
 from griffin_megatron.checkpoint.full_state import gather_full_state_dict, load_full_state_dict
@@ -35,7 +38,7 @@ def fused_backend(monkeypatch):
         "te",
         lambda ffn_hidden_size: layer_specs.fused_norm_layer_specs(
             FusedNormColumnParallelLinear,
-            RowParallelLinear,
+            RowParallelLinearWithStep,
             BiasFreeFusedNormColumnParallelLinear,
             LocalWindowedAttention,
             ffn_hidden_size,
@@ -59,12 +62,16 @@ def build(backend, seed):
     return model
 
 
-def logits(model):
+def inputs(model):
     torch.manual_seed(123)
     ids = torch.randint(0, model.config.vocab_size, (2, 40))
     positions = torch.cat([torch.arange(25), torch.arange(15)]).expand(2, -1)
+    return ids, positions
+
+
+def logits(model):
     with torch.no_grad():
-        return model(ids, positions)
+        return model(*inputs(model))
 
 
 def test_fused_names_map_to_local_names(fused_backend):
@@ -126,3 +133,16 @@ def test_hf_export_of_a_fused_backend_checkpoint(fused_backend, tmp_path):
     assert exported.keys() == reference.keys()
     for name in reference:
         torch.testing.assert_close(exported[name], reference[name], rtol=0, atol=0, msg=name)
+
+
+def test_fused_backend_cached_generation_equals_its_forward(fused_backend):
+    """Prefill 30 tokens (a second document starts at 25), then one-token decode steps: each
+    layer's `prefill` / `step` with IdentityOp norms and the norm inside the linears."""
+    model = build("te", seed=1)
+    ids, positions = inputs(model)
+    cache = GriffinInferenceCache(ids.shape[0])
+    with torch.inference_mode():
+        cached = [forward_with_cache(model, ids[:, :30], positions[:, :30], cache)]
+        cached += [decode_step(model, ids[:, t:t + 1], positions[:, t:t + 1], cache)
+                   for t in range(30, ids.shape[1])]
+    torch.testing.assert_close(torch.cat(cached, dim=1), logits(model), rtol=1e-5, atol=1e-5)

@@ -19,7 +19,7 @@ import torch
 from griffin_megatron import device, options
 from griffin_megatron.cli.main import RUNS_A_MODEL, main
 from griffin_megatron.errors import DeviceError, MissingDependencyError
-from griffin_megatron.training.model_config import build_model_config
+from griffin_megatron.run_config import build_model_config
 
 from .harness import environment
 

@@ -112,10 +112,12 @@ def test_config_file_below_the_command_line(tmp_path):
     args = build_parser().parse_args(
         ["train", "--config", str(config), "--lr", "3e-4", "--global-batch-size", "4"]
     )
-    assert finalize_arguments(args) is False
-    assert args.lr == 3e-4  # given on the command line, although equal to the default
-    assert args.train_iters == 7 and args.micro_batch_size == 2 and args.num_layers == 4
-    assert args.data_path == ["0.3", "a", "0.7", "b"]
+    run, model = finalize_arguments(args)
+    assert run.default_run is False
+    assert run.batch.lr == 3e-4  # given on the command line, although equal to the default
+    assert run.batch.train_iters == 7 and run.batch.micro_batch_size == 2
+    assert run.model.num_layers == 4 and model.num_layers == 4
+    assert run.data.data_path == ["0.3", "a", "0.7", "b"]
 
     config.write_text("learning-rate: 1.0\n")
     args = build_parser().parse_args(["train", "--config", str(config)])
