@@ -1,5 +1,6 @@
 """The model that `generate`, `evaluate` and `lm-eval` run: built from a griffin-megatron
-checkpoint (--load) or an HF RecurrentGemma directory (--hf-dir), in eval mode.
+checkpoint (--load) or an HF RecurrentGemma directory (--hf-dir), in eval mode; and the
+tokenizer directory they read with it.
 
 Load failures the user can fix (a missing directory, an HF directory that is a Megatron
 checkpoint) become `CheckpointError` sentences.
@@ -7,11 +8,12 @@ checkpoint) become `CheckpointError` sentences.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
 from .dtypes import MODEL_DTYPES, torch_dtype
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, InputFileError
 
 
 def load_model(load: Optional[str], hf_dir: Optional[str], dtype: str = "fp32",
@@ -75,4 +77,43 @@ def _is_megatron_checkpoint(directory: Path) -> bool:
     return any((directory / name).is_file() for name in markers)
 
 
-__all__ = ["load_model"]
+def model_tokenizer_dir(load: Optional[str], hf_dir: Optional[str],
+                        tokenizer: Optional[str]) -> Path:
+    """--tokenizer, or the tokenizer saved beside the model (a checkpoint given as --load, or an
+    HF directory given as --hf-dir): what `generate`, `evaluate` and `lm-eval` read. Says on
+    stderr which one is used when --tokenizer is not the directory saved with a checkpoint."""
+    from .checkpoint.record import resolve_checkpoint_dir
+    from .checkpoint.tokenizer_files import find_tokenizer_dir
+
+    model_dir = resolve_checkpoint_dir(load) if load else Path(hf_dir)
+    if tokenizer:
+        if load and find_tokenizer_dir(model_dir) != Path(tokenizer):
+            print(f"tokenizer: {tokenizer} (--tokenizer)", file=sys.stderr)
+        return Path(tokenizer)
+    found = find_tokenizer_dir(model_dir)
+    if found is None:
+        raise InputFileError(
+            f"no tokenizer found beside {model_dir} (tokenizer.json, tokenizer.model or "
+            "tokenizer_config.json); pass --tokenizer DIR."
+        )
+    if load and found == model_dir:
+        _check_recorded_tokenizer(model_dir)
+    return found
+
+
+def _check_recorded_tokenizer(checkpoint_dir: Path) -> None:
+    """Every tokenizer file the checkpoint's record lists is there: a tokenizer missing one of
+    its files can load as a different tokenizer without a word."""
+    from .checkpoint.record import FILES_KEY, read_model_record
+    from .checkpoint.tokenizer_files import TOKENIZER_FILES
+
+    recorded = read_model_record(checkpoint_dir).get(FILES_KEY, {})
+    missing = [n for n in TOKENIZER_FILES if n in recorded and not (checkpoint_dir / n).is_file()]
+    if missing:
+        raise InputFileError(
+            f"the tokenizer saved with {checkpoint_dir} lacks {missing[0]}, which was saved "
+            "with the checkpoint; restore it, or pass --tokenizer DIR with the model's tokenizer."
+        )
+
+
+__all__ = ["load_model", "model_tokenizer_dir"]

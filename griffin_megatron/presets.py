@@ -128,7 +128,7 @@ def meta_model(config: GriffinConfig, backend: str = "local"):
     from .model import GriffinModel
     from .runtime import ensure_initialized
 
-    ensure_initialized()
+    ensure_initialized(seed=None)  # the meta device draws nothing
     meta_config = dataclasses.replace(
         config,
         use_cpu_initialization=True,

@@ -1,5 +1,6 @@
-"""Imports inside griffin_megatron run downward: the modules' import-time imports form no cycle,
-and the lower layers (checkpoint/, parallel/, data/, modules/, ops/) never import the entry
+"""Imports inside griffin_megatron run downward: the modules' imports form no cycle, not even
+through imports inside functions (which only hide a cycle until the function runs), and the
+lower layers (checkpoint/, parallel/, data/, modules/, ops/) never import the entry
 layers (training/, megatron_training/, cli/), not even inside a function.
 
 Read from the source with `ast`, so nothing is imported (no import side effects, and no
@@ -129,6 +130,12 @@ def test_module_level_imports_form_no_cycle():
     assert cycle is None, f"import cycle: {_shown(cycle, graph)}"
 
 
+def test_imports_inside_functions_close_no_cycle_either():
+    graph = import_graph(PACKAGE_ROOT, at_import_time_only=False)
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle through function-level imports: {_shown(cycle, graph)}"
+
+
 def test_lower_layers_never_import_the_entry_layers():
     graph = import_graph(PACKAGE_ROOT, at_import_time_only=False)
     upward = [
@@ -168,3 +175,10 @@ def test_the_checks_see_cycles_and_upward_imports(tmp_path):
 
     (package / "modules" / "c.py").write_text("")
     assert find_cycle(import_graph(package, at_import_time_only=True)) is None
+
+    # A cycle closed by an import inside a function: invisible at import time only.
+    (package / "modules" / "d.py").write_text("def later():\n    from .e import x\n")
+    (package / "modules" / "e.py").write_text("from .d import later\nx = 1\n")
+    assert find_cycle(import_graph(package, at_import_time_only=True)) is None
+    assert find_cycle(import_graph(package, at_import_time_only=False)) == [
+        "pkg.modules.d", "pkg.modules.e", "pkg.modules.d"]

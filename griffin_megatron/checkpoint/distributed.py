@@ -157,10 +157,12 @@ def save_checkpoint(
         has_scheduler=scheduler is not None,
         **(extra_record or {}),
     )
-    state = training_sharded_state_dict(chunks, optimizer, scheduler, iteration)
-    state.update(_checked_extra_state(extra_state, state))
-    save_sharded_atomically(state, target, record, overwrite=overwrite,
-                            tokenizer_dir=tokenizer_dir, hashes=hashes)
+    # The distributed optimizer's state is gathered while its sharded state dict is built.
+    with compat.distributed_optimizer_fixes(), compat.cuda_requests_on_cpu():
+        state = training_sharded_state_dict(chunks, optimizer, scheduler, iteration)
+        state.update(_checked_extra_state(extra_state, state))
+        save_sharded_atomically(state, target, record, overwrite=overwrite,
+                                tokenizer_dir=tokenizer_dir, hashes=hashes)
     if iteration is not None:
         mark_latest_iteration(directory, iteration)
     return target
@@ -196,17 +198,17 @@ def load_checkpoint(
                 f"load it without the {what}, or pick a checkpoint saved during training."
             )
     verify_checkpoint(directory, record, hashes=verify_hashes)
-    if optimizer is not None:
-        _materialize_optimizer_state(optimizer)
-    request = training_sharded_state_dict(chunks, optimizer, scheduler, is_loading=True)
-    request.update(_checked_extra_state(extra_state, request))
-    with compat.cuda_requests_on_cpu():
+    with compat.distributed_optimizer_fixes(), compat.cuda_requests_on_cpu():
+        if optimizer is not None:
+            _materialize_optimizer_state(optimizer)
+        request = training_sharded_state_dict(chunks, optimizer, scheduler, is_loading=True)
+        request.update(_checked_extra_state(extra_state, request))
         loaded = dist_checkpointing.load(
             request, str(directory), **compat.common_state.load_kwargs(directory))
-    for key, model in zip(_model_keys(len(chunks)), unwrap_model(list(chunks))):
-        model.load_state_dict(loaded[key], strict=False)
-    if optimizer is not None:
-        optimizer.load_state_dict(loaded[OPTIMIZER_KEY])
+        for key, model in zip(_model_keys(len(chunks)), unwrap_model(list(chunks))):
+            model.load_state_dict(loaded[key], strict=False)
+        if optimizer is not None:
+            optimizer.load_state_dict(loaded[OPTIMIZER_KEY])
     if scheduler is not None:
         scheduler.load_state_dict(loaded[SCHEDULER_KEY])
     extra = {key: loaded.get(key) for key in (extra_state or {})}

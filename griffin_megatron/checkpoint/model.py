@@ -17,11 +17,11 @@ from megatron.core.utils import unwrap_model
 
 from .. import compat
 from .record import (
+    Checkpoint,
     check_architecture,
     config_from_record,
     model_record,
-    read_model_record,
-    resolve_checkpoint_dir,
+    open_checkpoint,
     verify_checkpoint,
 )
 from .sharded_save import save_sharded_atomically
@@ -93,9 +93,13 @@ def load_model_checkpoint(
 ) -> None:
     """Load weights saved at any parallel layout into this layout's model chunks (in place).
     Reads model-only checkpoints and full training checkpoints alike."""
+    _load_opened(model_chunks, open_checkpoint(directory), verify_hashes)
+
+
+def _load_opened(model_chunks, checkpoint: Checkpoint, verify_hashes: bool = True) -> None:
     chunks = _as_list(model_chunks)
-    directory = resolve_checkpoint_dir(directory)
-    record = check_architecture(directory, unwrap_model(chunks[0]).config)
+    directory, record = checkpoint.directory, checkpoint.record
+    check_architecture(directory, unwrap_model(chunks[0]).config, record)
     verify_checkpoint(directory, record, hashes=verify_hashes)
     request = model_sharded_state_dict(chunks)
     # Both backends save their weights under the same keys (layer_specs.FUSED_NORM_CHECKPOINT_KEYS
@@ -109,15 +113,18 @@ def load_model_checkpoint(
 
 
 def build_model_from_checkpoint(
-    directory: Union[str, Path], backend: Optional[str] = None, **config_overrides
+    checkpoint: Union[str, Path, Checkpoint], backend: Optional[str] = None, **config_overrides
 ):
-    """A single-chunk GriffinModel for the current parallel state, weights loaded."""
+    """A single-chunk GriffinModel for the current parallel state, weights loaded.
+    `checkpoint`: a checkpoint or save directory, or one already opened (record.open_checkpoint)
+    by a caller that needs its directory too."""
     from ..model import GriffinModel
     from ..runtime import ensure_initialized
 
-    ensure_initialized()
-    directory = resolve_checkpoint_dir(directory)
-    record = read_model_record(directory)
+    ensure_initialized(seed=None)  # the weights are the checkpoint's
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = open_checkpoint(checkpoint)
+    record = checkpoint.record
     backend = backend or record.get("backend", "local")
     from .full_state import WEIGHTS_FROM_CHECKPOINT
 
@@ -128,7 +135,7 @@ def build_model_from_checkpoint(
     }
     config = config_from_record(record, **overrides)
     model = GriffinModel(config, backend=backend)
-    load_model_checkpoint(model, directory)
+    _load_opened(model, checkpoint)
     return model
 
 

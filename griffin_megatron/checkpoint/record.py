@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -127,9 +128,11 @@ def config_from_record(record: dict, **overrides) -> GriffinConfig:
     return GriffinConfig(**fields)
 
 
-def check_architecture(directory: Union[str, Path], config: GriffinConfig) -> dict:
-    """The checkpoint's record, after checking that it holds this architecture."""
-    record = read_model_record(directory)
+def check_architecture(directory: Union[str, Path], config: GriffinConfig,
+                       record: Optional[dict] = None) -> dict:
+    """The checkpoint's record (read here unless given), after checking that it holds this
+    architecture."""
+    record = read_model_record(directory) if record is None else record
     expected = architecture_dict(config)
     saved = recorded_architecture(record)
     mismatched = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
@@ -147,7 +150,7 @@ def verify_checkpoint(directory: Union[str, Path], record: dict, hashes: bool = 
     """Refuse a checkpoint whose files differ from what its record says was written
     (checkpoints written before records listed their files are taken as they are). The weights
     do not need the tokenizer saved beside them: a missing tokenizer file is left to whoever
-    reads the tokenizer (tokenizer_files.model_tokenizer_dir), a damaged one is still refused."""
+    reads the tokenizer (loading.model_tokenizer_dir), a damaged one is still refused."""
     if FILES_KEY in record:
         files = {
             name: entry for name, entry in record[FILES_KEY].items()
@@ -187,6 +190,19 @@ def resolve_checkpoint_dir(path: Union[str, Path]) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint directory found and its record read, once, for the steps that follow."""
+
+    directory: Path  # the iteration directory where the path was a save directory
+    record: dict
+
+
+def open_checkpoint(path: Union[str, Path]) -> Checkpoint:
+    directory = resolve_checkpoint_dir(path)
+    return Checkpoint(directory, read_model_record(directory))
+
+
 def mark_latest_iteration(save_dir: Union[str, Path], iteration: int) -> None:
     """Point `latest_checkpointed_iteration.txt` at a completed save (all ranks call this;
     rank 0 replaces the file atomically)."""
@@ -200,6 +216,7 @@ def mark_latest_iteration(save_dir: Union[str, Path], iteration: int) -> None:
 
 __all__ = [
     "ARCHITECTURE_FIELDS",
+    "Checkpoint",
     "FORMAT_VERSION",
     "LATEST_FILE",
     "MODEL_RECORD",
@@ -210,6 +227,7 @@ __all__ = [
     "mark_latest_iteration",
     "megatron_training_record",
     "model_record",
+    "open_checkpoint",
     "read_model_record",
     "recorded_architecture",
     "resolve_checkpoint_dir",

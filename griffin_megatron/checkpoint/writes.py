@@ -6,7 +6,11 @@ final save of a stopping run then fails in `BrokenPipeError`; after a kill -9 it
 trainer together with its `resource_tracker`.
 
 Our saves are synchronous: the function that reads that queue runs in this process, right after
-the one that fills it. A process-local queue does the same job with no helper process."""
+the one that fills it. A process-local queue does the same job with no helper process.
+
+megatron-core 0.16 also forks one writer process per file bucket. `forked_writers_die_with_parent`
+makes a kill -9 of the trainer take them along; it registers a fork hook for the whole process,
+so only the entry point that needs it calls it (the `train` command, cli/main.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +35,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _install_child_hook() -> None:
+def forked_writers_die_with_parent() -> None:
+    """Every process forked from now on is killed by Linux when this one dies (once per process;
+    nothing on other systems). For entry points: the hook is process-wide."""
     global _child_hook_installed
     if not _child_hook_installed and sys.platform.startswith("linux"):
         os.register_at_fork(after_in_child=_die_with_parent)
@@ -41,7 +47,6 @@ def _install_child_hook() -> None:
 @contextlib.contextmanager
 def in_process_writes() -> Iterator[None]:
     """Within this block dist_checkpointing saves need no helper process."""
-    _install_child_hook()
     try:
         from megatron.core.dist_checkpointing.strategies import filesystem_async
     except ImportError:

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint.model import build_model_from_checkpoint, save_model_checkpoint
-    from ..checkpoint.record import resolve_checkpoint_dir
+    from ..checkpoint.record import open_checkpoint
     from ..checkpoint.tokenizer_files import find_tokenizer_dir
     from ..interop.hf import from_hf, to_hf
     from ..output_paths import CHECKPOINT, HF_EXPORT, check_output_directory
@@ -47,13 +47,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_output_directory(args.out, "--out", args.overwrite, replaces=HF_EXPORT,
                                inputs=[("--ckpt", args.ckpt)])
-        ckpt = resolve_checkpoint_dir(args.ckpt)
-        model = build_model_from_checkpoint(ckpt, backend="local")
+        checkpoint = open_checkpoint(args.ckpt)  # found and its record read once
+        model = build_model_from_checkpoint(checkpoint, backend="local")
         out = to_hf(
             model,
             args.out,
             dtype=torch_dtype(args.dtype) if args.dtype else None,
-            tokenizer_dir=find_tokenizer_dir(ckpt),
+            tokenizer_dir=find_tokenizer_dir(checkpoint.directory),
             overwrite=args.overwrite,
         )
         print(f"wrote HF RecurrentGemma directory {out}")

@@ -100,7 +100,7 @@ def _sequences(args: argparse.Namespace, data):
             args.data_path, args.seq_length, data, split=args.split, split_name=args.split_name,
             seed=args.seed, max_sequences=args.max_sequences, cache_path=args.data_cache_path,
         )
-    from ..checkpoint.tokenizer_files import model_tokenizer_dir
+    from ..loading import model_tokenizer_dir
     from ..generation import load_generation_tokenizer as load_tokenizer
 
     tokenizer = load_tokenizer(model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))

@@ -62,11 +62,10 @@ def run(args: argparse.Namespace) -> int:
             f"processes but {world} were launched; run it as `torchrun --nproc-per-node "
             f"{tensor_parallel} -m griffin_megatron generate ...`."
         )
-    from ..checkpoint.tokenizer_files import model_tokenizer_dir
+    from ..loading import load_model, model_tokenizer_dir
 
     tokenizer = load_generation_tokenizer(
         model_tokenizer_dir(args.load, args.hf_dir, args.tokenizer))
-    from ..loading import load_model
 
     model = load_model(args.load, args.hf_dir, args.dtype, tensor_parallel,
                        local_attention=args.local_attention)

@@ -67,13 +67,20 @@ def _quiet_third_party_warnings() -> None:
 def main(argv=None) -> int:
     _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
+    # The process-wide settings of a run (every library call scopes its own to the call).
     compat.install()
+    if args.command == "train":
+        from ..checkpoint.writes import forked_writers_die_with_parent
+
+        forked_writers_die_with_parent()
     try:
         if args.command in RUNS_A_MODEL:
             from ..device import check_cuda_usable
 
             check_cuda_usable()
-        result = args._run(args)
+        # Megatron's tensor-parallel forward asks torch.cuda for the current device.
+        with compat.cuda_stand_ins_on_cpu():
+            result = args._run(args)
     except UserError as error:
         if os.environ.get("GRIFFIN_MEGATRON_DEBUG") == "1":
             raise

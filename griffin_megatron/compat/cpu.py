@@ -2,24 +2,34 @@
 
 With them, Megatron-Core's own pipeline schedules, DistributedDataParallel, optimizers (the
 distributed one too) and dist_checkpointing run unchanged on CPUs over gloo. On a GPU machine
-nothing here is installed. Two parts, both confined to Megatron's own calls:
+nothing here does anything. Nothing is installed for the whole process except the one piece
+Megatron itself keeps for the whole process, its RNG tracker:
 
-`install()` (once, by griffin_megatron.compat.install, from the entry points):
-- RNG tracker: Megatron's CudaRNGStatesTracker stores CUDA generator states; on a CPU the
-  tracked states are CPU generator states instead (same seeds, same fork semantics).
-- "CUDA" RNG state save/restore (activation recompute's CheckpointFunction): the device
-  generator is the CPU generator.
+`cuda_requests_on_cpu()`: a block, entered around the Megatron calls that need it (DDP and
+optimizer construction, dist_checkpointing save and load; the training loop and the test
+workers enter it around their whole run). While it is open, and restored to torch's and
+Megatron's own objects when the last one closes:
 - torch.cuda.synchronize / current_device / current_stream / default_stream / Stream / stream /
   Event answer calls made from Megatron's code with CPU stand-ins (nothing to wait for; the
   current device is the CPU, which Megatron uses as a tensor device); a call from any other code
   reaches torch's own function and fails without CUDA as usual.
+- "CUDA" RNG state save/restore (activation recompute's CheckpointFunction): the device
+  generator is the CPU generator.
+- CUDA requests written as literals inside Megatron -- `device="cuda"` (the schedules' token
+  counter, optimizer flags, grad-norm buffers, checkpoint exchange buffers), `.cuda()`,
+  `pin_memory=True`, and type-name checks such as `grad.type() == 'torch.cuda.FloatTensor'`
+  (gradient clipping, distributed optimizer) -- are answered on the CPU by a torch-function
+  mode (this thread only). It rewrites only calls made from Megatron's code.
+`cuda_stand_ins_on_cpu()` is the same block without the mode (the first two parts): the command
+line runs each command inside it, so that Megatron's tensor-parallel forward (generate,
+evaluate) runs on CPUs at no cost per torch call.
 
-`cuda_requests_on_cpu()` (a block, entered by the entry points that run Megatron's training
-machinery): CUDA requests written as literals inside Megatron -- `device="cuda"` (the
-schedules' token counter, optimizer flags, grad-norm buffers, checkpoint exchange buffers),
-`.cuda()`, `pin_memory=True`, and type-name checks such as `grad.type() ==
-'torch.cuda.FloatTensor'` (gradient clipping, distributed optimizer) -- are answered on the CPU
-by a torch-function mode. It rewrites only calls made from Megatron's code.
+`model_parallel_manual_seed(seed)`: Megatron's `model_parallel_cuda_manual_seed`, which creates
+Megatron's RNG tracker (a module global of megatron.core.tensor_parallel.random) and seeds its
+named streams. Megatron's layers fork that tracker whenever they draw random numbers (dropout,
+initialisation) and checkpoints save its states, so it lives as long as the model, not for one
+call. Without CUDA the tracker put there is `CpuRNGStatesTracker` (CPU generator states, same
+seeds, same fork semantics), and only here, where Megatron would create its own.
 
 Every Megatron-Core release the project supports (0.16 to 0.19) needs these on a CPU; they are
 gated on the absence of CUDA, not on a version.
@@ -31,14 +41,13 @@ import contextlib
 import functools
 import sys
 import threading
+from typing import Iterator
 
 import torch
 from megatron.core.tensor_parallel import random as megatron_random
 from torch.overrides import TorchFunctionMode
 
 MEGATRON_PACKAGES = ("megatron.core", "megatron.training")
-
-_installed = False
 
 
 class CpuRNGStatesTracker(megatron_random.CudaRNGStatesTracker):
@@ -69,9 +78,19 @@ class CpuRNGStatesTracker(megatron_random.CudaRNGStatesTracker):
             torch.set_rng_state(original)
 
 
-def _install_rng_tracker() -> None:
-    megatron_random._CUDA_RNG_STATE_TRACKER = CpuRNGStatesTracker()
-    megatron_random._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
+def use_cpu_rng_tracker() -> None:
+    """Megatron's RNG tracker global becomes a CpuRNGStatesTracker (unless it is one already)."""
+    if not isinstance(megatron_random._CUDA_RNG_STATE_TRACKER, CpuRNGStatesTracker):
+        megatron_random._CUDA_RNG_STATE_TRACKER = CpuRNGStatesTracker()
+        megatron_random._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
+
+
+def model_parallel_manual_seed(seed: int) -> None:
+    """megatron.core.tensor_parallel.model_parallel_cuda_manual_seed(seed), with the tracker
+    kept on the CPU generator when there is no CUDA (see the module docstring)."""
+    if not torch.cuda.is_available():
+        use_cpu_rng_tracker()
+    megatron_random.model_parallel_cuda_manual_seed(seed)
 
 
 def _cpu_generator_state(device=None, clone=False, graph_safe=False):
@@ -80,13 +99,6 @@ def _cpu_generator_state(device=None, clone=False, graph_safe=False):
 
 def _set_cpu_generator_state(new_state, device=-1, graph_safe=False):
     torch.set_rng_state(new_state)
-
-
-def _install_rng_state_functions() -> None:
-    # CheckpointFunction (activation recompute) saves and restores "the CUDA generator" through
-    # these two module functions; on a CPU the generator that dropout draws from is the CPU one.
-    megatron_random._get_cuda_rng_state = _cpu_generator_state
-    megatron_random._set_cuda_rng_state = _set_cpu_generator_state
 
 
 class _CpuStream:
@@ -143,7 +155,6 @@ _CPU_STAND_INS = {
     "Event": _CpuEvent,
     "stream": lambda stream=None: contextlib.nullcontext(),
 }
-_ORIGINAL_CUDA = {}
 
 
 def _scoped_to_megatron(name):
@@ -181,12 +192,6 @@ def _scoped_class(original: type, stand_in) -> type:
 
     return ScopedToMegatron(original.__name__, (), {"__module__": original.__module__,
                                                     "__doc__": original.__doc__})
-
-
-def _install_cuda_device_stand_ins() -> None:
-    for name in _CPU_STAND_INS:
-        _ORIGINAL_CUDA[name], dispatch = _scoped_to_megatron(name)
-        setattr(torch.cuda, name, dispatch)
 
 
 def _is_cuda_device(device) -> bool:
@@ -255,18 +260,48 @@ class MegatronCudaRequestsOnCpu(TorchFunctionMode):
         })
 
 
+def _megatron_attribute_stand_ins() -> dict:
+    """(module, attribute) -> what stands in for it inside the block, built from the attribute
+    torch or Megatron has now."""
+    stand_ins = {(torch.cuda, name): _scoped_to_megatron(name)[1] for name in _CPU_STAND_INS}
+    # CheckpointFunction (activation recompute) saves and restores "the CUDA generator" through
+    # these two module functions; on a CPU the generator that dropout draws from is the CPU one.
+    stand_ins[(megatron_random, "_get_cuda_rng_state")] = _cpu_generator_state
+    stand_ins[(megatron_random, "_set_cuda_rng_state")] = _set_cpu_generator_state
+    return stand_ins
+
+
+# The attributes are the process's, so they are replaced when the first block opens in any
+# thread and put back when the last one closes; the torch-function mode is per thread.
+_attributes_lock = threading.Lock()
+_open_blocks = 0
+_replaced = {}  # (module, attribute) -> the object torch or Megatron had there
 _request_mode = threading.local()
 
 
 @contextlib.contextmanager
-def cuda_requests_on_cpu():
-    """Inside this block, Megatron's literal CUDA requests are answered on the CPU (re-entrant;
-    does nothing where CUDA is available).
+def _attributes_on_cpu() -> Iterator[None]:
+    global _open_blocks
+    with _attributes_lock:
+        if _open_blocks == 0:
+            for (owner, name), stand_in in _megatron_attribute_stand_ins().items():
+                _replaced[(owner, name)] = getattr(owner, name)
+                setattr(owner, name, stand_in)
+        _open_blocks += 1
+    try:
+        yield
+    finally:
+        with _attributes_lock:
+            _open_blocks -= 1
+            if _open_blocks == 0:
+                for (owner, name), original in _replaced.items():
+                    setattr(owner, name, original)
+                _replaced.clear()
 
-    The entry points that run Megatron's schedules, optimizers or checkpointing on a CPU enter
-    it: the training loop, checkpoint save and load, `convert`. Outside it (generation, where a
-    token step is hundreds of small ops) no torch call pays for the mode."""
-    if torch.cuda.is_available() or getattr(_request_mode, "depth", 0):
+
+@contextlib.contextmanager
+def _requests_mode() -> Iterator[None]:
+    if getattr(_request_mode, "depth", 0):
         yield
         return
     _request_mode.depth = 1
@@ -277,19 +312,35 @@ def cuda_requests_on_cpu():
         _request_mode.depth = 0
 
 
-def install() -> bool:
-    """Install the CPU bridges once (the RNG tracker, the RNG-state functions and the
-    Megatron-scoped torch.cuda stand-ins); returns True when they are active (no CUDA)."""
-    global _installed
+@contextlib.contextmanager
+def cuda_stand_ins_on_cpu() -> Iterator[None]:
+    """The torch.cuda stand-ins and RNG-state functions of `cuda_requests_on_cpu`, without its
+    torch-function mode, so no torch call pays for it: enough for Megatron's tensor-parallel
+    forward (its mappings allocate on `torch.cuda.current_device()`). Restored on exit;
+    re-entrant; does nothing where CUDA is available."""
     if torch.cuda.is_available():
-        return False
-    if not _installed:
-        _install_rng_tracker()
-        _install_rng_state_functions()
-        _install_cuda_device_stand_ins()
-        _installed = True
-    return True
+        yield
+        return
+    with _attributes_on_cpu():
+        yield
 
 
-def is_active() -> bool:
-    return _installed
+@contextlib.contextmanager
+def cuda_requests_on_cpu() -> Iterator[None]:
+    """Inside this block Megatron's CUDA requests are answered on the CPU (see the module
+    docstring); on exit torch.cuda and Megatron's RNG-state functions are torch's and
+    Megatron's own again. Re-entrant; does nothing where CUDA is available.
+
+    Entered around the Megatron calls that need it (DDP and optimizer construction, checkpoint
+    save and load) and by the training loops and test workers around their run. Outside it
+    (generation, where a token step is hundreds of small ops) no torch call pays for the mode."""
+    if torch.cuda.is_available():
+        yield
+        return
+    with _attributes_on_cpu(), _requests_mode():
+        yield
+
+
+def is_open() -> bool:
+    """Whether a block is open in some thread (the attributes are replaced)."""
+    return _open_blocks > 0

@@ -21,8 +21,11 @@ tensor, pipeline and data-parallel layouts (checkpoint/distributed.py uses it).
    the number of parameters per iteration and the bias corrections are wrong (a resumed run
    diverges from the uninterrupted one). The fix gives each parameter its own copy.
 
-All three were measured present in 0.16.1, 0.17.1, 0.18.2 and 0.19.2, so `install()` applies them
-to releases in [0.16, 0.20) only: a later release gets Megatron-Core's own methods.
+All three were measured present in 0.16.1, 0.17.1, 0.18.2 and 0.19.2, so `fixed()` applies them
+to releases in [0.16, 0.20) only: a later release gets Megatron-Core's own methods. They are
+scoped, not installed for the process: `fixed()` is a block, entered around a checkpoint's save
+and load (checkpoint/distributed.py) and around Megatron-LM's `pretrain()` run, that puts the
+fixed methods on DistributedOptimizer and Megatron-Core's own back on exit.
 tests/parallel/test_compat_distributed_optimizer.py shows each unfixed method still failing on
 the installed release, so a fix whose test starts failing there can be dropped. The same fixes
 as source patches, for a Megatron-LM tree: patches/megatron-core-*-distopt-*.patch.
@@ -30,7 +33,9 @@ as source patches, for a Megatron-LM tree: patches/megatron-core-*-distopt-*.pat
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from typing import Iterator
 
 import torch
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
@@ -106,11 +111,34 @@ def load_state_dict(self, state_dict):
             state["step"] = step.clone()
 
 
-def install() -> bool:
-    """Apply the fixes when this megatron-core needs them; returns whether they are in place."""
-    if not megatron_core_in(*AFFECTED_RELEASES):
-        return False
-    DistributedOptimizer.sharded_param_state_fully_reshardable = sharded_param_state_fully_reshardable
-    DistributedOptimizer._set_main_param_and_optimizer_states = _set_main_param_and_optimizer_states
-    DistributedOptimizer.load_state_dict = load_state_dict
-    return True
+FIXED = {
+    "sharded_param_state_fully_reshardable": sharded_param_state_fully_reshardable,
+    "_set_main_param_and_optimizer_states": _set_main_param_and_optimizer_states,
+    "load_state_dict": load_state_dict,
+}
+
+
+def needed() -> bool:
+    """Whether this megatron-core has the three bugs."""
+    return megatron_core_in(*AFFECTED_RELEASES)
+
+
+@contextlib.contextmanager
+def fixed() -> Iterator[bool]:
+    """DistributedOptimizer with the fixes for the block, where this megatron-core needs them
+    (yields whether they are on); the methods it had before come back on exit. Re-entrant."""
+    if not needed():
+        yield False
+        return
+    own = vars(DistributedOptimizer)
+    before = {name: own[name] for name in FIXED if name in own}  # not inherited ones
+    for name, method in FIXED.items():
+        setattr(DistributedOptimizer, name, method)
+    try:
+        yield True
+    finally:
+        for name in FIXED:
+            if name in before:
+                setattr(DistributedOptimizer, name, before[name])
+            else:
+                delattr(DistributedOptimizer, name)

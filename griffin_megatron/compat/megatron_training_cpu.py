@@ -1,9 +1,10 @@
 """Bridges that let `megatron.training.pretrain()` (megatron-core 0.19) run on CPUs over gloo.
 
-griffin_megatron.compat bridges what Megatron-Core and Megatron-LM's loop share (the RNG
-tracker, `torch.cuda.current_device/synchronize/Stream/stream/current_stream` for Megatron's
-code, and `device="cuda"` literals, `.cuda()` and `torch.cuda.*Tensor` type checks inside
-megatron.core and megatron.training). Megatron-LM's training loop adds these, each bridged here
+griffin_megatron.compat.cpu bridges what Megatron-Core and Megatron-LM's loop share (the RNG
+tracker, and within its block `torch.cuda.current_device/synchronize/Stream/stream/
+current_stream` for Megatron's code and `device="cuda"` literals, `.cuda()` and
+`torch.cuda.*Tensor` type checks inside megatron.core and megatron.training); `installed()`
+opens that block too. Megatron-LM's training loop adds these, each bridged here
 only while `installed()` is active, only on a machine without CUDA, and each shown failing
 without its bridge by tests/megatron_training/test_cpu_bridges.py:
 
@@ -102,8 +103,9 @@ def model_parallel_groups_without_devices() -> Iterator[None]:
 @contextlib.contextmanager
 def rng_tracker_seeding_without_devices() -> Iterator[None]:
     from megatron.core import parallel_state as mpu
-    from megatron.core import tensor_parallel
     from megatron.training import initialize
+
+    from .cpu import model_parallel_manual_seed
 
     original = initialize._set_random_seed
 
@@ -116,7 +118,7 @@ def rng_tracker_seeding_without_devices() -> Iterator[None]:
         seed = seed_ + 100 * mpu.get_pipeline_model_parallel_rank()
         if data_parallel_random_init:
             seed += 10 * mpu.get_data_parallel_rank()
-        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+        model_parallel_manual_seed(seed)  # with Megatron's tracker on CPU generator states
 
     with patched(initialize, "_set_random_seed", _set_random_seed):
         yield
@@ -166,11 +168,10 @@ def installed() -> Iterator[bool]:
     if not cuda_missing():
         yield False
         return
-    from .. import compat
+    from .cpu import cuda_requests_on_cpu
 
-    compat.install()  # RNG tracker and torch.cuda stand-ins for Megatron's code (process-wide)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(compat.cuda_requests_on_cpu())
+        stack.enter_context(cuda_requests_on_cpu())
         for bridge in BRIDGES:
             stack.enter_context(bridge())
         yield True

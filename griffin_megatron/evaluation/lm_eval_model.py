@@ -28,8 +28,7 @@ from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_regi
 from ..errors import InputFileError
 from ..generation.generate import generate, left_pad
 from .chunked import chunked_logits, chunked_token_losses
-from ..checkpoint.tokenizer_files import model_tokenizer_dir
-from ..loading import load_model
+from ..loading import load_model, model_tokenizer_dir
 
 MODEL_NAME = "griffin-megatron"
 

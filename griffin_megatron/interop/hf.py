@@ -87,7 +87,7 @@ def from_hf(
     from ..model import GriffinModel
     from ..runtime import ensure_initialized
 
-    ensure_initialized()
+    ensure_initialized(seed=None)  # the weights are HF's
     if isinstance(path_or_model, (str, os.PathLike)):
         hf_config, hf_state = load_hf_checkpoint(path_or_model)
     else:

@@ -133,12 +133,14 @@ def run(argv: Optional[List[str]] = None) -> int:
     from megatron.training.argument_utils import pretrain_cfg_container_from_args
     from megatron.training.training import pretrain
 
+    from .. import compat
     from ..parallel.forward_step import forward_step
     from ..compat import megatron_training_cpu as cpu_bridges
     from ..compat import megatron_training_fixes as upstream_fixes
     from .arguments import model_config_from_args
 
-    with cpu_bridges.installed(), upstream_fixes.installed():
+    compat.install()
+    with cpu_bridges.installed(), upstream_fixes.installed(), compat.distributed_optimizer_fixes():
         try:
             args = parse_arguments(argv)
             model_config = model_config_from_args(args, get_tokenizer().vocab_size)

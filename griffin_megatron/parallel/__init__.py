@@ -2,7 +2,7 @@
 
 The pieces a training loop needs, in the order it uses them:
 
-    runtime.ensure_initialized(tp, pp, vpp)                  process groups (+ CPU bridges)
+    runtime.ensure_initialized(tp, pp, vpp)                  process groups, seeded RNG tracker
     chunks = build_model_chunks(config)                      model chunks, DDP-wrapped
     optimizer = build_optimizer(chunks, OptimizerConfig(...))
     attach_to_schedule(config, chunks, optimizer)            grad finalisation hooks
@@ -10,7 +10,8 @@ The pieces a training loop needs, in the order it uses them:
     optimizer.step(); scheduler.step(increment)
     checkpoint.distributed.save_checkpoint(dir, chunks, optimizer, scheduler, iteration=it)
 
-Everything runs on GPUs with NCCL and on CPUs with gloo (griffin_megatron.compat).
+Everything runs on GPUs with NCCL and on CPUs with gloo: on a CPU, run the schedules and the
+optimizer step inside `griffin_megatron.compat.cuda_requests_on_cpu()` (see there).
 """
 
 from .data_parallel import default_ddp_config, wrap_data_parallel

@@ -3,9 +3,12 @@
 Megatron-Core's DDP keeps gradients in contiguous buffers (`param.main_grad`), reduces them
 across the data-parallel group when `finalize_model_grads` runs (or overlapped with the backward
 pass on GPUs), and feeds the distributed optimizer, which shards optimizer state over the group.
-Its CUDA assumptions (the buffer device, type-name checks in the optimizer) are bridged on CPUs
-by `griffin_megatron.compat`, so the CPU path is the same code over gloo; only the options
-that need CUDA streams (overlapping communication with compute) are refused there.
+Its CUDA assumptions (the buffer device, type-name checks in the optimizer, CUDA streams in each
+gradient sync from 0.19) are bridged on CPUs inside
+`griffin_megatron.compat.cuda_requests_on_cpu()`, entered here around DDP's construction and by
+whoever runs the schedules (the training loops, the test workers), so the CPU path is the same
+code over gloo; only the options that need CUDA streams (overlapping communication with
+compute) are refused there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 from megatron.core.transformer.module import MegatronModule
 
+from .. import compat
 from ..config import GriffinConfig
 
 _NEEDS_CUDA_STREAMS = ("overlap_grad_reduce", "overlap_param_gather")
@@ -56,12 +60,13 @@ def wrap_data_parallel(
     pipeline anyway), then parameters broadcast from the first data-parallel rank."""
     ddp_config = ddp_config or default_ddp_config()
     check_ddp_config(ddp_config)
-    wrapped = [
-        DistributedDataParallel(
-            config=config, ddp_config=ddp_config, module=chunk, disable_bucketing=index > 0
-        )
-        for index, chunk in enumerate(chunks)
-    ]
-    for chunk in wrapped:
-        chunk.broadcast_params()
+    with compat.cuda_requests_on_cpu():  # the buffers are made on torch.cuda.current_device()
+        wrapped = [
+            DistributedDataParallel(
+                config=config, ddp_config=ddp_config, module=chunk, disable_bucketing=index > 0
+            )
+            for index, chunk in enumerate(chunks)
+        ]
+        for chunk in wrapped:
+            chunk.broadcast_params()
     return wrapped

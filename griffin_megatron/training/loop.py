@@ -58,7 +58,6 @@ class TrainResult:
 def pretrain(run: RunConfig, checked_config: GriffinConfig) -> TrainResult:
     """Train as the run's (finalised) settings say, with the GriffinConfig its options were
     checked with (training.arguments.finalize_arguments). Every rank calls this."""
-    compat.install()
     # Megatron's schedules, optimizer and checkpointing ask for CUDA in literals; on a CPU the
     # whole run answers them there.
     with compat.cuda_requests_on_cpu():

@@ -176,3 +176,30 @@ def test_failed_checkpoint_save_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_model_checkpoint(model, tmp_path / "ckpt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mcore_to_hf_finds_the_checkpoint_and_reads_its_record_once(tmp_path, monkeypatch):
+    """A save directory is resolved through its `latest` pointer, and the record read, once per
+    conversion: counted as looks for and reads of those two files."""
+    from griffin_megatron.checkpoint.record import LATEST_FILE, MODEL_RECORD
+
+    _save_tiny_hf(tmp_path / "hf")
+    save = tmp_path / "save"
+    save.mkdir()
+    assert main(["convert", "hf-to-mcore", "--hf-dir", str(tmp_path / "hf"), "--out",
+                 str(save / "iter_0000003")]) == 0
+    (save / LATEST_FILE).write_text("3\n")
+    reads = []
+    for method in ("read_text", "read_bytes", "is_file"):
+        original = getattr(Path, method)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads.append(self.name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, method, counted)
+    assert main(["convert", "mcore-to-hf", "--ckpt", str(save), "--out",
+                 str(tmp_path / "hf2")]) == 0
+    # LATEST_FILE: looked for once, read once; MODEL_RECORD: looked for once, read once.
+    assert (reads.count(LATEST_FILE), reads.count(MODEL_RECORD)) == (2, 2)
+    assert (tmp_path / "hf2" / "tokenizer.json").is_file()  # found beside iter_0000003

@@ -11,7 +11,6 @@ def main(directory: str) -> None:
     import torch.distributed as dist
     from megatron.core import parallel_state
     from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
-    from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
     from griffin_megatron.compat import cpu, distributed_optimizer
     from griffin_megatron.checkpoint.distributed import load_checkpoint, save_checkpoint
@@ -19,11 +18,11 @@ def main(directory: str) -> None:
         build, one_step, saved_params_match_weights, steps,
     )
 
-    cpu.install()  # the CPU bridges only: no distributed-optimizer fix is applied here
-    assert DistributedOptimizer.load_state_dict is distributed_optimizer.ORIGINAL["load_state_dict"]
+    # The CPU bridges only: checkpoint/distributed.py's block applies no fix here.
+    distributed_optimizer.needed = lambda: False
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     parallel_state.initialize_model_parallel()
-    model_parallel_cuda_manual_seed(1234)
+    cpu.model_parallel_manual_seed(1234)
     with cpu.cuda_requests_on_cpu():
         chunks, optimizer = build()
         assert len(chunks[0].buffers[0].buckets) == 2

@@ -1,8 +1,9 @@
 """The CPU bridges for Megatron-Core's CUDA assumptions (griffin_megatron.compat.cpu).
 
 Each bridge is exercised through the Megatron-Core code that needs it, the torch.cuda stand-ins
-and the torch-function mode are shown to touch only calls made from Megatron, and the mode only
-inside its block.
+and the torch-function mode are shown to touch only calls made from Megatron, and all of them
+only inside their block, after which torch.cuda and Megatron's RNG-state functions are the
+objects they were.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from megatron.core.optimizer import OptimizerConfig
 from megatron.core.optimizer.clip_grads import clip_grad_by_total_norm_fp32, get_grad_norm_fp32
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
+from megatron.core.tensor_parallel import random as megatron_random
 
 from griffin_megatron import compat, runtime
 from griffin_megatron.compat import cpu
@@ -46,10 +48,39 @@ def run_as(module_name: str, source: str, **names):
     return eval(compile(source, f"<{module_name}>", "eval"), {"__name__": module_name, "torch": torch, **names})
 
 
-def test_install_is_active_and_idempotent():
-    assert cpu.install() and cpu.install()
-    assert cpu.is_active()
-    assert "CPU bridges" in compat.applied()
+BLOCK_REPLACES = [(torch.cuda, name) for name in cpu._CPU_STAND_INS] + [
+    (megatron_random, "_get_cuda_rng_state"), (megatron_random, "_set_cuda_rng_state")]
+
+
+def test_the_block_replaces_and_restores_the_very_objects():
+    before = [getattr(owner, name) for owner, name in BLOCK_REPLACES]
+    with compat.cuda_requests_on_cpu():
+        with compat.cuda_requests_on_cpu():  # re-entrant: the outer block still holds them
+            pass
+        assert cpu.is_open()
+        inside = [getattr(owner, name) for owner, name in BLOCK_REPLACES]
+        assert all(a is not b for a, b in zip(inside, before))
+    assert not cpu.is_open()
+    assert all(getattr(owner, name) is was for (owner, name), was in zip(BLOCK_REPLACES, before))
+
+
+def test_the_block_restores_after_an_error():
+    before = torch.cuda.current_device
+    with pytest.raises(KeyError):
+        with compat.cuda_requests_on_cpu():
+            raise KeyError("inside")
+    assert torch.cuda.current_device is before and not cpu.is_open()
+
+
+def test_the_seeded_rng_tracker_keeps_cpu_generator_states():
+    compat.model_parallel_manual_seed(1234)
+    tracker = get_cuda_rng_tracker()
+    assert isinstance(tracker, cpu.CpuRNGStatesTracker)
+    with tracker.fork():
+        first = torch.rand(4)
+    compat.model_parallel_manual_seed(1234)
+    with tracker.fork():
+        assert torch.equal(torch.rand(4), first)
 
 
 @pytest.mark.parametrize(
@@ -61,13 +92,13 @@ def test_install_is_active_and_idempotent():
         "torch.cuda.stream(torch.cuda.Stream()).__enter__()",
     ],
 )
-def test_torch_cuda_stand_ins_answer_megatron_only(source):
+def test_torch_cuda_stand_ins_answer_megatron_only(source, cuda_requests_on_cpu):
     run_as("megatron.core.distributed.param_and_grad_buffer", source)  # no error
     with pytest.raises((AssertionError, RuntimeError)):
         run_as("somebody.else", source)
 
 
-def test_stream_and_event_stay_classes_for_other_packages():
+def test_stream_and_event_stay_classes_for_other_packages(cuda_requests_on_cpu):
     """transformers annotates with `torch.cuda.Stream | None` at import time."""
     assert isinstance(torch.cuda.Stream | None, object)
     stand_in = run_as("megatron.core.distributed.param_and_grad_buffer", "torch.cuda.Stream()")
@@ -75,7 +106,7 @@ def test_stream_and_event_stay_classes_for_other_packages():
     assert isinstance(run_as("megatron.core.timers", "torch.cuda.Event()"), torch.cuda.Event)
 
 
-def test_current_device_is_the_cpu_for_megatron():
+def test_current_device_is_the_cpu_for_megatron(cuda_requests_on_cpu):
     assert run_as("megatron.core.distributed.param_and_grad_buffer", "torch.cuda.current_device()") == "cpu"
 
 
@@ -129,7 +160,7 @@ def test_grad_norm_and_clipping_run_on_cpu_tensors(cuda_requests_on_cpu):
     assert torch.cat([p.grad for p in params]).norm().item() == pytest.approx(1.0, rel=1e-5)
 
 
-def test_recompute_restores_the_rng_streams():
+def test_recompute_restores_the_rng_streams(cuda_requests_on_cpu):
     """CheckpointFunction saves "CUDA" RNG states in forward and restores them to recompute:
     the recomputed dropout mask must be the forward's even after other draws in between."""
     tracker = get_cuda_rng_tracker()

@@ -26,7 +26,8 @@ from griffin_megatron.parallel import (
     forward_step,
     wrap_data_parallel,
 )
-from griffin_megatron.compat.distributed_optimizer import ORIGINAL, install
+from griffin_megatron.compat import distributed_optimizer
+from griffin_megatron.compat.distributed_optimizer import FIXED, ORIGINAL
 from griffin_megatron.presets import get_preset
 
 FULLY_RESHARDABLE = dict(OPTIMIZER_SHARDING_METADATA)
@@ -76,19 +77,32 @@ def cuda_requests_on_cpu():
 
 
 def test_fixes_apply_only_to_the_affected_releases(monkeypatch):
-    from griffin_megatron.compat import distributed_optimizer, versions
+    from griffin_megatron.compat import versions
 
-    monkeypatch.setattr(distributed_optimizer, "DistributedOptimizer", type("Stub", (), {}))
+    stub = type("Stub", (), {})
+    monkeypatch.setattr(distributed_optimizer, "DistributedOptimizer", stub)
     for release, affected in (((0, 15, 0), False), ((0, 16, 1), True), ((0, 19, 2), True),
                               ((0, 20, 0), False)):
         monkeypatch.setattr(versions, "megatron_core_version", lambda r=release: r)
-        assert distributed_optimizer.install() is affected
+        with distributed_optimizer.fixed() as on:
+            assert on is affected
+            assert all((getattr(stub, name, None) is method) is affected
+                       for name, method in FIXED.items())
+        assert not set(FIXED) & set(vars(stub))  # gone again on exit
+
+
+def test_the_fixes_last_only_for_their_block():
+    assert distributed_optimizer.needed()
+    with distributed_optimizer.fixed():
+        with distributed_optimizer.fixed():  # re-entrant
+            pass
+        assert all(vars(DistributedOptimizer)[name] is FIXED[name] for name in FIXED)
+    assert all(vars(DistributedOptimizer)[name] is ORIGINAL[name] for name in FIXED)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runtime.ensure_initialized()
-    assert install()
     chunks, optimizer = build()
     assert len(chunks[0].buffers[0].buckets) == 2
     one_step(chunks, optimizer)
@@ -111,7 +125,7 @@ def saved_params_match_weights(state_function, chunks, optimizer) -> list:
 def test_saved_optimizer_params_are_the_weights(trained):
     chunks, optimizer, _ = trained
     fixed = saved_params_match_weights(
-        DistributedOptimizer.sharded_param_state_fully_reshardable, chunks, optimizer
+        FIXED["sharded_param_state_fully_reshardable"], chunks, optimizer
     )
     assert all(fixed)
     unfixed = saved_params_match_weights(
@@ -139,10 +153,8 @@ def test_resume_restores_state_with_one_step_per_parameter(trained):
 
 def test_unfixed_load_fails_on_torch_adam_step(trained, monkeypatch):
     _, _, directory = trained
-    monkeypatch.setattr(
-        DistributedOptimizer, "_set_main_param_and_optimizer_states",
-        ORIGINAL["_set_main_param_and_optimizer_states"],
-    )
+    monkeypatch.setitem(FIXED, "_set_main_param_and_optimizer_states",
+                        ORIGINAL["_set_main_param_and_optimizer_states"])
     fresh_chunks, fresh = build()
     with pytest.raises(KeyError, match="step"):
         load_checkpoint(directory, fresh_chunks, fresh)
@@ -150,7 +162,15 @@ def test_unfixed_load_fails_on_torch_adam_step(trained, monkeypatch):
 
 def test_unfixed_load_shares_one_step_tensor(trained, monkeypatch):
     _, _, directory = trained
-    monkeypatch.setattr(DistributedOptimizer, "load_state_dict", ORIGINAL["load_state_dict"])
+    monkeypatch.setitem(FIXED, "load_state_dict", ORIGINAL["load_state_dict"])
     fresh_chunks, fresh = build()
     load_checkpoint(directory, fresh_chunks, fresh)
     assert len({id(step) for step in steps(fresh)}) == 1
+
+
+def test_save_and_load_leave_megatron_s_own_methods(trained):
+    """The fixes are on only while checkpoint/distributed.py saves and loads."""
+    chunks, optimizer, directory = trained
+    fresh_chunks, fresh = build()
+    load_checkpoint(directory, fresh_chunks, fresh)
+    assert all(vars(DistributedOptimizer)[name] is ORIGINAL[name] for name in FIXED)

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 
+from griffin_megatron import compat
 from griffin_megatron.compat import specs
 from griffin_megatron.compat.versions import megatron_core_in
 
@@ -15,6 +16,7 @@ LAYER_LOGGER = "megatron.core.transformer.transformer_layer"
 @pytest.mark.skipif(not megatron_core_in((0, 16), (0, 18)),
                     reason="only 0.16-0.17's TransformerLayer prints the warning")
 def test_the_uninformative_mlp_warning_is_real_and_dropped(caplog, megatron_single_process):
+    compat.install()  # as the entry points do
     layer_logger = logging.getLogger(LAYER_LOGGER)
     ours = [f for f in layer_logger.filters if isinstance(f, specs._DropUnknownMlpWarning)]
     assert ours, "compat.install() did not add the filter"

@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 def main(directory: Path) -> None:
     warnings.filterwarnings("ignore")
+    from griffin_megatron import compat
     from griffin_megatron.generation import generate
     from griffin_megatron.interop.hf import from_hf
     from griffin_megatron.model import GriffinModel
@@ -38,9 +39,12 @@ def main(directory: Path) -> None:
         "parallel_output=False": gathered.eval(),
     }
     results = {}
-    for model_name, model in models.items():
-        for run_name, kwargs in request["runs"].items():
-            results[f"{run_name}-{model_name}"] = generate(model, request["prompts"], **kwargs)
+    # A worker is an entry point: Megatron's tensor-parallel mappings ask torch.cuda for the
+    # current device.
+    with compat.cuda_stand_ins_on_cpu():
+        for model_name, model in models.items():
+            for run_name, kwargs in request["runs"].items():
+                results[f"{run_name}-{model_name}"] = generate(model, request["prompts"], **kwargs)
     (directory / f"rank{dist.get_rank()}.json").write_text(json.dumps(results))
     destroy()
 

@@ -73,7 +73,9 @@ def main() -> int:
                                             groups_call)
 
     def seed_call():
-        tensor_parallel.random._CUDA_RNG_STATE_TRACKER.reset()
+        tracker = tensor_parallel.random._CUDA_RNG_STATE_TRACKER  # None until something seeds
+        if tracker is not None:
+            tracker.reset()  # forget the seeds of the call before
         initialize._set_random_seed(1234)
         with tensor_parallel.get_cuda_rng_tracker().fork():
             torch.rand(1)
