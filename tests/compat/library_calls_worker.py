@@ -64,7 +64,7 @@ def main(work_dir: str) -> None:
     import griffin_megatron as gm
     from griffin_megatron.checkpoint.model import load_model_checkpoint, save_model_checkpoint
     from griffin_megatron.parallel import build_model_chunks
-    from tests.model.hf_models import make_hf_model
+    from tests.fixtures.hf_models import make_hf_model
 
     before = snapshot()
     report = {"changed": {}, "tracker": {}}
