@@ -10,19 +10,11 @@ import json
 import os
 import sys
 
-# Every fork hook registered from here on is recorded (this process's own spy, set before
-# griffin_megatron or Megatron is imported).
-FORK_HOOKS = []
-_register_at_fork = os.register_at_fork
+from tests.compat.fork_spy import record_fork_hooks
 
-
-def _recording_register_at_fork(**hooks):
-    FORK_HOOKS.extend(f"{getattr(hook, '__module__', '')}.{getattr(hook, '__qualname__', hook)}"
-                      for hook in hooks.values())
-    return _register_at_fork(**hooks)
-
-
-os.register_at_fork = _recording_register_at_fork
+# Every fork hook registered from here on is recorded (set before griffin_megatron or Megatron
+# is imported).
+FORK_HOOKS = record_fork_hooks()
 
 import torch  # noqa: E402
 from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer  # noqa: E402

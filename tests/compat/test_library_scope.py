@@ -61,14 +61,9 @@ def test_the_library_calls_did_their_work(report):
 
 # Calls the command line's main in a process whose fork hooks are recorded first.
 CLI_WITH_FORK_SPY = """
-import json, os, sys
-hooks = []
-register = os.register_at_fork
-def spy(**kwargs):
-    hooks.extend(f"{getattr(h, '__module__', '')}.{getattr(h, '__qualname__', h)}"
-                 for h in kwargs.values())
-    return register(**kwargs)
-os.register_at_fork = spy
+import json, sys
+from tests.compat.fork_spy import record_fork_hooks
+hooks = record_fork_hooks()
 from griffin_megatron.cli.main import main
 status = main(sys.argv[1:])
 print(json.dumps({"status": status, "hooks": hooks}))
