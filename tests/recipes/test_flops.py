@@ -18,7 +18,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from griffin_megatron import flops
+from griffin_megatron import compat, flops
 from griffin_megatron.model import GriffinModel
 from griffin_megatron.presets import get_preset, meta_model
 from griffin_megatron.runtime import ensure_initialized
@@ -76,7 +76,9 @@ def test_gpt_baseline_flops_match_flop_counter():
     model = build_gpt(GPT_TINY, seq_length, torch.float32, "cpu")
     ids = torch.randint(0, GPT_TINY.vocab_size, (batch, seq_length))
     positions = torch.arange(seq_length).expand(batch, -1)
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+    # As the benchmark's entry point: Megatron's rotary embedding asks torch.cuda for its device.
+    with compat.cuda_stand_ins_on_cpu(), sdpa_kernel(SDPBackend.MATH), \
+            FlopCounterMode(display=False) as counter:
         model(ids, positions, None, labels=ids).sum().backward()
     parts = GPT_TINY.forward_flops(seq_length)
     per_pair = 4 * GPT_TINY.kv_channels * GPT_TINY.num_attention_heads * GPT_TINY.num_layers
