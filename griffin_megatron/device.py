@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 CPU_ON_PURPOSE = 'CUDA_VISIBLE_DEVICES=""'
 FUSION_EXTENSION = "fused_weight_gradient_mlp_cuda"
-FUSION_CHOICES = {"auto": None, "on": True, "off": False}  # train's option -> requested
 _DEVICE_FILE = re.compile(r"nvidia\d+")
 _fusion_off_said = False
 

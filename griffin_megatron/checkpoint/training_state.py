@@ -23,7 +23,7 @@ from megatron.core import parallel_state, tensor_parallel
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
 from ..errors import CheckpointError
-from .record import read_model_record, resolve_checkpoint_dir
+from .record import open_checkpoint
 
 RNG_KEY = "rng_state"
 TRAIN_STATE_KEY = "train_state"
@@ -171,8 +171,8 @@ def load_training_checkpoint(load: str, chunks: List, optimizer, scheduler, *, f
     --use-checkpoint-opt-param-scheduler was given; hashes: check each file's SHA-256."""
     from .distributed import load_checkpoint
 
-    directory = resolve_checkpoint_dir(Path(load).expanduser())
-    record = read_model_record(directory)
+    checkpoint = open_checkpoint(Path(load).expanduser())
+    directory, record = checkpoint.directory, checkpoint.record
     if finetune or not record.get("has_optimizer"):
         load_checkpoint(directory, chunks, verify_hashes=hashes)
         return {"iteration": 0, "consumed_samples": 0, "directory": directory, "rng": False}

@@ -45,14 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         config, title = get_preset(args.preset), f"preset {args.preset}"
     elif args.ckpt:
-        from ..checkpoint.record import (
-            config_from_record,
-            read_model_record,
-            resolve_checkpoint_dir,
-        )
+        from ..checkpoint.record import config_from_record, open_checkpoint
 
-        directory = resolve_checkpoint_dir(args.ckpt)
-        config, title = config_from_record(read_model_record(directory)), f"checkpoint {directory}"
+        checkpoint = open_checkpoint(args.ckpt)
+        config = config_from_record(checkpoint.record)
+        title = f"checkpoint {checkpoint.directory}"
     else:
         from ..config import GriffinConfig
         from ..interop.hf_config import architecture_from_hf_config, read_hf_config

@@ -162,7 +162,7 @@ def _scoped_to_megatron(name):
     else's with torch's own function or class (which fails without CUDA, as it should)."""
     original, stand_in = getattr(torch.cuda, name), _CPU_STAND_INS[name]
     if isinstance(original, type):
-        return original, _scoped_class(original, stand_in)
+        return _scoped_class(original, stand_in)
 
     @functools.wraps(original)
     def dispatch(*args, **kwargs):
@@ -170,7 +170,7 @@ def _scoped_to_megatron(name):
             return stand_in(*args, **kwargs)
         return original(*args, **kwargs)
 
-    return original, dispatch
+    return dispatch
 
 
 def _scoped_class(original: type, stand_in) -> type:
@@ -263,7 +263,7 @@ class MegatronCudaRequestsOnCpu(TorchFunctionMode):
 def _megatron_attribute_stand_ins() -> dict:
     """(module, attribute) -> what stands in for it inside the block, built from the attribute
     torch or Megatron has now."""
-    stand_ins = {(torch.cuda, name): _scoped_to_megatron(name)[1] for name in _CPU_STAND_INS}
+    stand_ins = {(torch.cuda, name): _scoped_to_megatron(name) for name in _CPU_STAND_INS}
     # CheckpointFunction (activation recompute) saves and restores "the CUDA generator" through
     # these two module functions; on a CPU the generator that dropout draws from is the CPU one.
     stand_ins[(megatron_random, "_get_cuda_rng_state")] = _cpu_generator_state

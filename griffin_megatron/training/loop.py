@@ -26,7 +26,7 @@ from megatron.core.num_microbatches_calculator import (
 
 from .. import compat, context_parallel
 from ..checkpoint import save_directory, training_state
-from ..config import GriffinConfig, virtual_stages
+from ..config import GriffinConfig
 from ..errors import CheckpointError
 from ..modules.rglru import warm_up_kernels
 from ..parallel import (
@@ -71,12 +71,12 @@ def _pretrain(run: RunConfig, checked_config: GriffinConfig) -> TrainResult:
     if run.data.data_path is not None:
         tokenizer = setup.checked_data(run.data.data_path, run.data.split, run.data.tokenizer)
         config = setup.model_config(checked_config, run, tokenizer)
-    # Model chunks per pipeline rank (None without interleaving), by the config's own rule.
-    interleaved = (parallel.num_layers_per_virtual_pipeline_stage is not None
-                   and parallel.pipeline_model_parallel_size > 1)
+    # Model chunks per pipeline rank: the config derived it from --num-layers-per-virtual-
+    # pipeline-stage (None without interleaving, which needs more than one stage).
+    interleaved = parallel.pipeline_model_parallel_size > 1
     context_parallel.ensure_initialized(
         parallel.tensor_model_parallel_size, parallel.pipeline_model_parallel_size,
-        virtual_stages(checked_config) if interleaved else None,
+        checked_config.virtual_pipeline_model_parallel_size if interleaved else None,
         context_parallel_size=parallel.context_parallel_size, seed=batch.seed,
     )
     if run.data.data_path is None:
